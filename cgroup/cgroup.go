@@ -1,0 +1,647 @@
+//go:build linux
+
+package cgroup
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/berthrt/berth/errdefs"
+	"golang.org/x/sys/unix"
+)
+
+// DefaultParent is the group under which containers' groups are created
+// when Config.Parent is empty.
+const DefaultParent = "berth"
+
+// Config says which group to create or open.
+type Config struct {
+	// Parent is the path of the parent group from the root of each
+	// hierarchy, like Docker's --cgroup-parent with the cgroupfs driver:
+	// "berth" (the default when empty) is /sys/fs/cgroup/<controller>/berth
+	// on v1 and /sys/fs/cgroup/berth on v2. It is created when missing and
+	// never removed by New or Delete (Cleanup removes it).
+	Parent string
+	// Name is the container's group, one path element (its id). Required.
+	Name string
+	// Resources are applied before any process joins. The zero value
+	// means no limits, and Docker's default device rules.
+	Resources Resources
+
+	host *host // tests: another mount layout; nil is the real host
+}
+
+// Cgroup is one container's group, in every v1 hierarchy berth uses (and
+// the unified one on a hybrid host), or in the v2 tree. Its methods are safe
+// for concurrent use.
+type Cgroup struct {
+	h      *host
+	parent string
+	name   string
+	// v1 maps a controller to this group's directory in its hierarchy.
+	v1 map[string]string
+	// dirs are every directory of the group: v1 ones then the unified one.
+	dirs []string
+	// v2 is the unified directory: the only one on v2, the companion on
+	// hybrid, "" on v1-only hosts.
+	v2 string
+
+	mu      sync.Mutex
+	res     Resources
+	fd      int // O_PATH fd of v2 for CLONE_INTO_CGROUP; -1 when none
+	devProg int // fd of the attached eBPF device program; -1 when none
+	deleted bool
+	ooms    uint64 // last oom_kill count seen, kept after Delete
+	stop    chan struct{}
+}
+
+// v2limits reports whether limits go to the unified tree.
+func (h *host) v2limits() bool { return h.mode == Unified }
+
+func cleanParent(p string) (string, error) {
+	if p == "" {
+		p = DefaultParent
+	}
+	c := path.Clean("/" + p)
+	if c == "/" || strings.Contains(p, "..") {
+		return "", fmt.Errorf("cgroup: parent %q: %w", p, errdefs.ErrInvalid)
+	}
+	return strings.TrimPrefix(c, "/"), nil
+}
+
+func checkName(n string) error {
+	if n == "" || n == "." || n == ".." || strings.ContainsAny(n, "/\x00\n") {
+		return fmt.Errorf("cgroup: name %q: want one path element: %w", n, errdefs.ErrInvalid)
+	}
+	return nil
+}
+
+func (cfg *Config) build() (*Cgroup, error) {
+	h := cfg.host
+	if h == nil {
+		h = defaultHost()
+	}
+	if h.mode == Unavailable {
+		return nil, fmt.Errorf("cgroup: no cgroup file system is mounted: %w", errdefs.ErrUnsupported)
+	}
+	parent, err := cleanParent(cfg.Parent)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkName(cfg.Name); err != nil {
+		return nil, err
+	}
+	c := &Cgroup{h: h, parent: parent, name: cfg.Name, fd: -1, devProg: -1, stop: make(chan struct{})}
+	rel := filepath.Join(parent, cfg.Name)
+	if !h.v2limits() {
+		c.v1 = make(map[string]string, len(h.v1))
+		for ctrl, mp := range h.v1 {
+			c.v1[ctrl] = filepath.Join(mp, rel)
+		}
+		for _, mp := range h.v1dirs {
+			c.dirs = append(c.dirs, filepath.Join(mp, rel))
+		}
+	}
+	if h.unified != "" {
+		c.v2 = filepath.Join(h.unified, rel)
+		c.dirs = append(c.dirs, c.v2)
+	}
+	return c, nil
+}
+
+// New creates the group cfg names, applies cfg.Resources and returns it.
+// No process is in it yet: start the container's first process with
+// FD (v2, CLONE_INTO_CGROUP) or Add its pid before it runs user code.
+// It fails with errdefs.ErrAlreadyExists when the group exists,
+// errdefs.ErrInvalid when the resources are invalid, and
+// errdefs.ErrUnsupported when the host lacks a needed controller. On
+// failure nothing is left behind.
+func New(ctx context.Context, cfg Config) (*Cgroup, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if err := cfg.Resources.Validate(); err != nil {
+		return nil, err
+	}
+	c, err := cfg.build()
+	if err != nil {
+		return nil, err
+	}
+	for i, d := range c.dirs {
+		if err := c.mkdir(d); err != nil {
+			c.rmdirs(c.dirs[:i])
+			return nil, err
+		}
+	}
+	if err := c.apply(&Resources{}, &cfg.Resources, true); err != nil {
+		c.rmdirs(c.dirs)
+		c.closeFDs()
+		return nil, err
+	}
+	c.res = cfg.Resources
+	if c.h.v2limits() {
+		fd, err := unix.Open(c.v2, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			c.rmdirs(c.dirs)
+			c.closeFDs()
+			return nil, fmt.Errorf("cgroup: open %s: %w", c.v2, err)
+		}
+		c.fd = fd
+	}
+	return c, nil
+}
+
+// Load opens an existing group (created by New, maybe in another process)
+// without changing it. cfg.Resources should be the ones the group has, so
+// that a later Update writes only what changed; Load does not read them
+// back. It fails with errdefs.ErrNotFound when the group does not exist.
+func Load(cfg Config) (*Cgroup, error) {
+	c, err := cfg.build()
+	if err != nil {
+		return nil, err
+	}
+	if !exists(c.dirs[0]) {
+		return nil, fmt.Errorf("cgroup: %s: %w", c.dirs[0], errdefs.ErrNotFound)
+	}
+	c.res = cfg.Resources
+	if c.h.v2limits() {
+		if fd, err := unix.Open(c.v2, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0); err == nil {
+			c.fd = fd
+		}
+	}
+	return c, nil
+}
+
+// mkdir creates one directory of the group, and its parent on first use.
+func (c *Cgroup) mkdir(d string) error {
+	err := unix.Mkdir(d, 0o755)
+	if err == unix.ENOENT {
+		if err = c.ensureParent(filepath.Dir(d)); err == nil {
+			err = unix.Mkdir(d, 0o755)
+		}
+	}
+	switch {
+	case err == nil:
+		return nil
+	case err == unix.EEXIST:
+		return fmt.Errorf("cgroup: create %s: %w", d, errdefs.ErrAlreadyExists)
+	}
+	return fmt.Errorf("cgroup: create %s: %w", d, err)
+}
+
+// ensureParent creates the parent chain of a group in one hierarchy. On v1
+// cpuset it fills cpuset.cpus and cpuset.mems from the level above (a new
+// cpuset group starts empty) and sets cgroup.clone_children, so container
+// groups inherit them without a write. On v2 it enables berth's controllers
+// in subtree_control down the chain.
+func (c *Cgroup) ensureParent(dir string) error {
+	mount := c.mountOf(dir)
+	rel, err := filepath.Rel(mount, dir)
+	if err != nil || strings.HasPrefix(rel, "..") {
+		return fmt.Errorf("cgroup: parent %s outside %s", dir, mount)
+	}
+	cur := mount
+	isCpuset := mount == c.h.v1["cpuset"]
+	isV2 := mount == c.h.unified
+	if isV2 && c.h.delegate {
+		if err := enableControllers(cur); err != nil {
+			return err
+		}
+	}
+	for _, el := range strings.Split(rel, "/") {
+		next := filepath.Join(cur, el)
+		if err := unix.Mkdir(next, 0o755); err != nil && err != unix.EEXIST {
+			return fmt.Errorf("cgroup: create %s: %w", next, err)
+		}
+		if isCpuset {
+			for _, f := range []string{"cpuset.cpus", "cpuset.mems"} {
+				v, err := readString(filepath.Join(next, f))
+				if err != nil {
+					return err
+				}
+				if v == "" {
+					pv, err := readString(filepath.Join(cur, f))
+					if err != nil {
+						return err
+					}
+					if err := writeFile(next, f, pv); err != nil {
+						return err
+					}
+				}
+			}
+			if err := writeFile(next, "cgroup.clone_children", "1"); err != nil {
+				return err
+			}
+		}
+		if isV2 && c.h.delegate {
+			if err := enableControllers(next); err != nil {
+				return err
+			}
+		}
+		cur = next
+	}
+	return nil
+}
+
+// enableControllers turns on, in dir's subtree_control, those of berth's
+// controllers that dir has and has not enabled yet.
+func enableControllers(dir string) error {
+	avail, err := readString(filepath.Join(dir, "cgroup.controllers"))
+	if err != nil {
+		return err
+	}
+	on, err := readString(filepath.Join(dir, "cgroup.subtree_control"))
+	if err != nil {
+		return err
+	}
+	have := map[string]bool{}
+	for _, f := range strings.Fields(on) {
+		have[f] = true
+	}
+	var want []string
+	for _, f := range strings.Fields(avail) {
+		if !have[f] && contains(v2Controllers, f) {
+			want = append(want, "+"+f)
+		}
+	}
+	if len(want) == 0 {
+		return nil
+	}
+	return writeFile(dir, "cgroup.subtree_control", strings.Join(want, " "))
+}
+
+func contains(l []string, s string) bool {
+	for _, x := range l {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+func (c *Cgroup) mountOf(dir string) string {
+	best := ""
+	for _, mp := range append(append([]string{}, c.h.v1dirs...), c.h.unified) {
+		if mp != "" && (dir == mp || strings.HasPrefix(dir, mp+"/")) && len(mp) > len(best) {
+			best = mp
+		}
+	}
+	return best
+}
+
+// apply writes the files that take the group from old to new resources.
+func (c *Cgroup) apply(old, new *Resources, fresh bool) error {
+	var ws []setting
+	if c.h.v2limits() {
+		ws = diffSettings(v2Settings(old), v2Settings(new))
+	} else {
+		ws = diffSettings(v1Settings(old, c.h), v1Settings(new, c.h))
+		if new.BlkioWeight != 0 && c.h.blkioWeight == "" && c.v1["blkio"] != "" {
+			return fmt.Errorf("cgroup: --blkio-weight: the kernel has no blkio weight (no CFQ or BFQ): %w", errdefs.ErrUnsupported)
+		}
+	}
+	var retry []setting
+	for _, s := range ws {
+		err := c.write(s)
+		if errors.Is(err, unix.EINVAL) || errors.Is(err, unix.EBUSY) {
+			// Ordering constraints (memory.limit <= memsw, cfs quota vs
+			// period): try again after the others.
+			retry = append(retry, s)
+			continue
+		}
+		if err != nil {
+			return err
+		}
+	}
+	for _, s := range retry {
+		if err := c.write(s); err != nil {
+			return err
+		}
+	}
+	if fresh || !sameDevices(old.Devices, new.Devices) {
+		if err := c.applyDevices(new.Devices, fresh); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (c *Cgroup) write(s setting) error {
+	dir := c.v2
+	if s.ctrl != "" {
+		dir = c.v1[s.ctrl]
+		if dir == "" {
+			return fmt.Errorf("cgroup: %s: the %s controller is not mounted: %w", s.file, s.ctrl, errdefs.ErrUnsupported)
+		}
+	}
+	v := s.value
+	if v == resetParent {
+		pv, err := readString(filepath.Join(filepath.Dir(dir), s.file))
+		if err != nil {
+			return err
+		}
+		v = pv
+	}
+	err := writeFile(dir, s.file, v)
+	if err != nil && errors.Is(err, unix.ENOENT) {
+		switch {
+		case s.fallback != nil:
+			return c.write(*s.fallback)
+		case s.optional:
+			return nil
+		}
+		return fmt.Errorf("cgroup: %s: the kernel lacks this control: %w", s.file, errdefs.ErrUnsupported)
+	}
+	return err
+}
+
+func sameDevices(a, b []DeviceRule) bool {
+	if (a == nil) != (b == nil) || len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// applyDevices installs the device rules: v1 devices.deny/allow, or an
+// eBPF program on the v2 directory.
+func (c *Cgroup) applyDevices(rules []DeviceRule, fresh bool) error {
+	if rules == nil {
+		rules = DefaultDevices()
+	}
+	if dir := c.v1["devices"]; dir != "" && !c.h.v2limits() {
+		allowAll := len(rules) == 1 && rules[0].Allow && rules[0].Type == 'a'
+		if allowAll && fresh {
+			return nil // inherited from the parent
+		}
+		if allowAll {
+			return writeFile(dir, "devices.allow", "a")
+		}
+		if err := writeFile(dir, "devices.deny", "a"); err != nil {
+			return err
+		}
+		for _, r := range rules {
+			f := "devices.deny"
+			if r.Allow {
+				f = "devices.allow"
+			}
+			if r.Type == 'a' {
+				if err := writeFile(dir, f, "a *:* "+r.Access); err != nil {
+					return err
+				}
+				continue
+			}
+			if err := writeFile(dir, f, r.String()); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	if c.h.v2limits() {
+		return c.attachDeviceFilter(rules)
+	}
+	return nil
+}
+
+// Name returns the group's name; Parent its parent.
+func (c *Cgroup) Name() string   { return c.name }
+func (c *Cgroup) Parent() string { return c.parent }
+
+// Path is the group's path from the hierarchy root, as /proc/<pid>/cgroup
+// shows it: "/berth/<name>".
+func (c *Cgroup) Path() string { return "/" + c.parent + "/" + c.name }
+
+// Mode is the host's cgroup mode the group lives in.
+func (c *Cgroup) Mode() Mode { return c.h.mode }
+
+// Resources returns the limits last applied.
+func (c *Cgroup) Resources() Resources {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.res
+}
+
+// Add moves the process pid into the group, in every hierarchy.
+func (c *Cgroup) Add(pid int) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.deleted {
+		return fmt.Errorf("cgroup: add %d to %s: group deleted: %w", pid, c.Path(), errdefs.ErrNotFound)
+	}
+	p := strconv.Itoa(pid)
+	for _, d := range c.dirs {
+		if err := writeFile(d, "cgroup.procs", p); err != nil {
+			return fmt.Errorf("cgroup: add %d: %w", pid, err)
+		}
+	}
+	return nil
+}
+
+// FD returns a file descriptor of the group's v2 directory, for
+// syscall.SysProcAttr{UseCgroupFD: true, CgroupFD: fd} (clone3 with
+// CLONE_INTO_CGROUP), so the container's first process starts inside the
+// group. It stays valid until Delete. On v1 and hybrid hosts, where limits
+// live in v1 hierarchies that CLONE_INTO_CGROUP does not reach, it returns
+// -1 and errdefs.ErrUnsupported: use Add.
+func (c *Cgroup) FD() (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.fd < 0 {
+		return -1, fmt.Errorf("cgroup: CLONE_INTO_CGROUP needs cgroup v2 (host is %s): %w", c.h.mode, errdefs.ErrUnsupported)
+	}
+	return c.fd, nil
+}
+
+// Update applies new limits to the group, processes and all: only the
+// files whose values change are written. Fields left zero return to no
+// limit.
+func (c *Cgroup) Update(r Resources) error {
+	if err := r.Validate(); err != nil {
+		return err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.deleted {
+		return fmt.Errorf("cgroup: update %s: group deleted: %w", c.Path(), errdefs.ErrNotFound)
+	}
+	old := c.res
+	if err := c.apply(&old, &r, false); err != nil {
+		return fmt.Errorf("cgroup: update %s: %w", c.Path(), err)
+	}
+	c.res = r
+	return nil
+}
+
+// procsDir is the directory whose cgroup.procs lists the group's processes.
+func (c *Cgroup) procsDir() string {
+	if c.h.v2limits() {
+		return c.v2
+	}
+	for _, ctrl := range []string{"pids", "memory", "freezer", "cpu"} {
+		if d := c.v1[ctrl]; d != "" {
+			return d
+		}
+	}
+	return c.dirs[0]
+}
+
+// Procs returns the pids of the processes in the group and its sub-groups
+// (a container may create some under its cgroup namespace).
+func (c *Cgroup) Procs() ([]int, error) {
+	var pids []int
+	err := walkGroups(c.procsDir(), func(dir string) error {
+		b, err := os.ReadFile(filepath.Join(dir, "cgroup.procs"))
+		if err != nil {
+			return err
+		}
+		for _, f := range strings.Fields(string(b)) {
+			if n, err := strconv.Atoi(f); err == nil {
+				pids = append(pids, n)
+			}
+		}
+		return nil
+	})
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("cgroup: procs of %s: %w", c.Path(), errdefs.ErrNotFound)
+	}
+	return pids, err
+}
+
+// walkGroups calls fn for dir and every group below it, children after
+// their parent.
+func walkGroups(dir string, fn func(string) error) error {
+	if err := fn(dir); err != nil {
+		return err
+	}
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return err
+	}
+	for _, e := range ents {
+		if e.IsDir() {
+			if err := walkGroups(filepath.Join(dir, e.Name()), fn); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// Delete removes the group from every hierarchy, sub-groups first. It
+// waits, retrying with backoff, for the group to empty (processes to exit),
+// until ctx is done; then it fails with errdefs.ErrInUse and the group
+// stays. Delete does not kill: call Kill first. Deleting twice is not an
+// error.
+func (c *Cgroup) Delete(ctx context.Context) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.deleted {
+		return nil
+	}
+	c.ooms = max(c.ooms, c.readOOMKills())
+	var errs []error
+	for _, d := range c.dirs {
+		if err := removeGroup(ctx, d); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	c.deleted = true
+	close(c.stop)
+	c.closeFDs()
+	return nil
+}
+
+func (c *Cgroup) closeFDs() {
+	if c.fd >= 0 {
+		unix.Close(c.fd)
+		c.fd = -1
+	}
+	if c.devProg >= 0 {
+		unix.Close(c.devProg)
+		c.devProg = -1
+	}
+}
+
+// rmdirs removes directories of a group being rolled back.
+func (c *Cgroup) rmdirs(dirs []string) {
+	for _, d := range dirs {
+		unix.Rmdir(d)
+	}
+}
+
+// removeGroup removes dir and the groups below it, retrying while they
+// are busy until ctx is done.
+func removeGroup(ctx context.Context, dir string) error {
+	wait := 200 * time.Microsecond
+	for {
+		err := unix.Rmdir(dir)
+		switch err {
+		case nil, unix.ENOENT:
+			return nil
+		case unix.EBUSY, unix.ENOTEMPTY:
+		default:
+			return fmt.Errorf("cgroup: remove %s: %w", dir, err)
+		}
+		// Sub-groups first; then wait for the processes to go.
+		ents, _ := os.ReadDir(dir)
+		sub := false
+		for _, e := range ents {
+			if e.IsDir() {
+				sub = true
+				if err := removeGroup(ctx, filepath.Join(dir, e.Name())); err != nil {
+					return err
+				}
+			}
+		}
+		if sub {
+			continue
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return fmt.Errorf("cgroup: remove %s: still has processes: %w (%w)", dir, errdefs.ErrInUse, ctx.Err())
+		case <-t.C:
+		}
+		wait = min(2*wait, 50*time.Millisecond)
+	}
+}
+
+// writeFile writes v to dir/name in one write(2), as cgroup files want.
+func writeFile(dir, name, v string) error {
+	p := dir + "/" + name
+	fd, err := unix.Open(p, unix.O_WRONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return &os.PathError{Op: "open", Path: p, Err: err}
+	}
+	_, err = unix.Write(fd, []byte(v))
+	unix.Close(fd)
+	if err != nil {
+		return &os.PathError{Op: "write " + strconv.Quote(v) + " to", Path: p, Err: err}
+	}
+	return nil
+}
+
+// readString reads a small cgroup file, trimmed.
+func readString(p string) (string, error) {
+	b, err := os.ReadFile(p)
+	if err != nil {
+		return "", err
+	}
+	return strings.TrimSpace(string(b)), nil
+}
