@@ -1,0 +1,228 @@
+// Package toolboxtest builds the toolbox binary for tests and lays out a
+// minimal rootfs around it.
+//
+// Binary compiles ./internal/toolbox/cmd/toolbox once per test process
+// (static: CGO_ENABLED=0, GOOS=linux) and caches the result under
+// os.TempDir()/berth-toolbox/<key>, where key hashes the toolbox sources,
+// go.mod, go.sum, the Go version and GOARCH; a file lock makes test packages
+// that run in parallel build it once between them.
+package toolboxtest
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/berthrt/berth/internal/toolbox"
+)
+
+var build struct {
+	once sync.Once
+	path string
+	err  error
+}
+
+// Binary returns the path of a static toolbox binary, building it on first
+// use. The file is shared: do not modify it.
+func Binary(tb testing.TB) string {
+	tb.Helper()
+	build.once.Do(func() {
+		build.path, build.err = buildBinary()
+	})
+	if build.err != nil {
+		tb.Fatalf("toolbox binary: %v", build.err)
+	}
+	return build.path
+}
+
+// Bytes returns the content of the toolbox binary (see Binary).
+func Bytes(tb testing.TB) []byte {
+	tb.Helper()
+	b, err := os.ReadFile(Binary(tb))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return b
+}
+
+// moduleRoot finds the directory of go.mod: from this source file when the
+// tests run from a source tree, else from `go list -m`.
+func moduleRoot() (string, error) {
+	if _, file, _, ok := runtime.Caller(0); ok {
+		root := filepath.Join(filepath.Dir(file), "..", "..", "..")
+		if _, err := os.Stat(filepath.Join(root, "internal", "toolbox", "cmd", "toolbox")); err == nil {
+			return filepath.Clean(root), nil
+		}
+	}
+	out, err := exec.Command(goTool(), "list", "-m", "-f", "{{.Dir}}", "github.com/berthrt/berth").Output()
+	if err != nil {
+		return "", fmt.Errorf("finding the module root: %w", err)
+	}
+	return strings.TrimSpace(string(out)), nil
+}
+
+func goTool() string {
+	if p := filepath.Join(runtime.GOROOT(), "bin", "go"); fileExists(p) {
+		return p
+	}
+	return "go"
+}
+
+func fileExists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
+}
+
+// sourceKey hashes everything the binary is built from.
+func sourceKey(root string) (string, error) {
+	h := sha256.New()
+	fmt.Fprintf(h, "%s %s\n", runtime.Version(), runtime.GOARCH)
+	var files []string
+	for _, dir := range []string{"internal/toolbox", "internal/toolbox/cmd/toolbox"} {
+		m, err := filepath.Glob(filepath.Join(root, dir, "*.go"))
+		if err != nil {
+			return "", err
+		}
+		for _, f := range m {
+			if !strings.HasSuffix(f, "_test.go") {
+				files = append(files, f)
+			}
+		}
+	}
+	slices.Sort(files)
+	files = append(files, filepath.Join(root, "go.mod"), filepath.Join(root, "go.sum"))
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil && !os.IsNotExist(err) {
+			return "", err
+		}
+		fmt.Fprintf(h, "%s %d\n", filepath.Base(f), len(data))
+		h.Write(data)
+	}
+	return hex.EncodeToString(h.Sum(nil))[:20], nil
+}
+
+func buildBinary() (string, error) {
+	root, err := moduleRoot()
+	if err != nil {
+		return "", err
+	}
+	key, err := sourceKey(root)
+	if err != nil {
+		return "", err
+	}
+	cache := filepath.Join(os.TempDir(), "berth-toolbox")
+	if err := os.MkdirAll(cache, 0o755); err != nil {
+		return "", err
+	}
+	out := filepath.Join(cache, key, "toolbox")
+	if fileExists(out) {
+		return out, nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	unlock, err := lockFile(ctx, filepath.Join(cache, key+".lock"))
+	if err != nil {
+		return "", err
+	}
+	defer unlock()
+	if fileExists(out) { // built by another process while we waited
+		return out, nil
+	}
+	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
+		return "", err
+	}
+	tmp := out + ".tmp"
+	cmd := exec.CommandContext(ctx, goTool(), "build", "-trimpath", "-buildvcs=false",
+		"-ldflags=-s -w", "-o", tmp, "./internal/toolbox/cmd/toolbox")
+	cmd.Dir = root
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+runtime.GOARCH)
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go build toolbox: %v\n%s", err, b)
+	}
+	if err := os.Rename(tmp, out); err != nil {
+		return "", err
+	}
+	return out, nil
+}
+
+// Rootfs populates dir as a minimal toolbox rootfs: /bin/toolbox and a
+// symlink /bin/<applet> for every applet, /etc/passwd and /etc/group (see
+// toolbox.Passwd and toolbox.Group), /root, /home/tester (owned by 1000:1000
+// when running as root), /tmp (1777) and empty /proc, /sys and /dev.
+func Rootfs(tb testing.TB, dir string) {
+	tb.Helper()
+	bin := Binary(tb)
+	if err := populate(dir, bin); err != nil {
+		tb.Fatalf("toolbox rootfs in %s: %v", dir, err)
+	}
+}
+
+func populate(dir, bin string) error {
+	for _, d := range []struct {
+		name string
+		mode os.FileMode
+	}{
+		{"bin", 0o755}, {"etc", 0o755}, {"root", 0o700}, {"home", 0o755},
+		{"home/tester", 0o755}, {"tmp", 0o777 | os.ModeSticky},
+		{"proc", 0o555}, {"sys", 0o555}, {"dev", 0o755},
+	} {
+		p := filepath.Join(dir, d.name)
+		if err := os.MkdirAll(p, 0o755); err != nil {
+			return err
+		}
+		if err := os.Chmod(p, d.mode); err != nil {
+			return err
+		}
+	}
+	if os.Geteuid() == 0 {
+		if err := os.Lchown(filepath.Join(dir, "home/tester"), 1000, 1000); err != nil {
+			return err
+		}
+	}
+	if err := copyFile(bin, filepath.Join(dir, "bin", "toolbox"), 0o755); err != nil {
+		return err
+	}
+	for _, a := range toolbox.Applets() {
+		link := filepath.Join(dir, "bin", a)
+		os.Remove(link)
+		if err := os.Symlink("toolbox", link); err != nil {
+			return err
+		}
+	}
+	if err := os.WriteFile(filepath.Join(dir, "etc", "passwd"), []byte(toolbox.Passwd), 0o644); err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(dir, "etc", "group"), []byte(toolbox.Group), 0o644)
+}
+
+func copyFile(src, dst string, mode os.FileMode) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, mode)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return err
+	}
+	if err := out.Close(); err != nil {
+		return err
+	}
+	return os.Chmod(dst, mode)
+}
