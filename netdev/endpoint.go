@@ -1,0 +1,524 @@
+//go:build linux
+
+package netdev
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+
+	"github.com/berthrt/berth/errdefs"
+)
+
+// PortMapping publishes a container port on the host.
+type PortMapping struct {
+	// HostIP is the host address to publish on. Zero (or 0.0.0.0): every
+	// address of the host, 127.0.0.1 included.
+	HostIP netip.Addr `json:"hostIP,omitzero"`
+	// HostPort is the host port. Zero: a free port chosen at Attach (from
+	// net.ipv4.ip_local_port_range), reported in Endpoint.Ports.
+	HostPort uint16 `json:"hostPort"`
+	// ContainerPort is the port inside the container. Required.
+	ContainerPort uint16 `json:"containerPort"`
+	// Protocol is "tcp" or "udp". Zero: "tcp".
+	Protocol string `json:"protocol"`
+}
+
+func (p PortMapping) String() string {
+	h := "0.0.0.0"
+	if p.HostIP.IsValid() {
+		h = p.HostIP.String()
+	}
+	return fmt.Sprintf("%s:%d->%d/%s", h, p.HostPort, p.ContainerPort, p.Protocol)
+}
+
+// EndpointConfig describes a container's attachment to a network.
+type EndpointConfig struct {
+	// ContainerID identifies the container. Required; a container joins a
+	// network once.
+	ContainerID string
+	// Network is the name of the network. Zero: DefaultNetwork, created on
+	// first use.
+	Network string
+	// NetNSPath is the container's network namespace (a /proc/<pid>/ns/net
+	// or a bind mount of one). Zero: Pid's.
+	NetNSPath string
+	// Pid is a process in the container. When set, the endpoint lives as
+	// long as that process: Cleanup reclaims it once the process is gone.
+	// Zero: the endpoint belongs to the calling process.
+	Pid int
+	// IP is a fixed address inside the network's subnet. Zero: the next
+	// free one.
+	IP netip.Addr
+	// Name is the container's name, which the other containers of a
+	// user-defined network resolve through their hosts file.
+	Name string
+	// Aliases are further names for the container on this network.
+	Aliases []string
+	// IfName is the interface's name in the container. Zero: eth0, or the
+	// first free ethN.
+	IfName string
+	// MTU of the interface. Zero: the network's.
+	MTU int
+	// Ports are published on the host (not for internal networks).
+	Ports []PortMapping
+
+	// HostsPath is the container's /etc/hosts on the host side. When set,
+	// netdev writes it now and rewrites it in place whenever a container
+	// joins or leaves any network this container is on. Zero: the file is
+	// the caller's business (see Hosts and Network.Endpoints).
+	HostsPath string
+	// Hostname is the container's host name, listed with its address in the
+	// hosts file. Zero: Name.
+	Hostname string
+	// ExtraHosts are extra hosts file entries (--add-host).
+	ExtraHosts []HostsEntry
+}
+
+// Endpoint is a container's interface on a network.
+type Endpoint struct {
+	ContainerID string           `json:"containerID"`
+	Network     string           `json:"network"`
+	Name        string           `json:"name,omitempty"`
+	Aliases     []string         `json:"aliases,omitempty"`
+	IfName      string           `json:"ifName"`     // in the container
+	HostIfName  string           `json:"hostIfName"` // the veth end on the bridge
+	Bridge      string           `json:"bridge"`
+	IP          netip.Addr       `json:"ip"`
+	Subnet      netip.Prefix     `json:"subnet"`
+	Gateway     netip.Addr       `json:"gateway"`
+	MAC         net.HardwareAddr `json:"mac"`
+	MTU         int              `json:"mtu"`
+	// Ports are the published ports, with the host ports chosen.
+	Ports []PortMapping `json:"ports,omitempty"`
+}
+
+func (e *Endpoint) clone() *Endpoint {
+	c := *e
+	c.Aliases = slices.Clone(e.Aliases)
+	c.MAC = slices.Clone(e.MAC)
+	c.Ports = slices.Clone(e.Ports)
+	return &c
+}
+
+// macFor derives a MAC address from an IPv4 address, as Docker does.
+func macFor(a netip.Addr) net.HardwareAddr {
+	b := a.As4()
+	return net.HardwareAddr{0x02, 0x42, b[0], b[1], b[2], b[3]}
+}
+
+func openNetNS(cfg *EndpointConfig) (netns.NsHandle, error) {
+	path := cfg.NetNSPath
+	if path == "" {
+		if cfg.Pid <= 0 {
+			return -1, fmt.Errorf("neither NetNSPath nor Pid given: %w", errdefs.ErrInvalid)
+		}
+		path = "/proc/" + strconv.Itoa(cfg.Pid) + "/ns/net"
+	}
+	ns, err := netns.GetFromPath(path)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) || errors.Is(err, unix.ESRCH) {
+			return -1, fmt.Errorf("network namespace %s: %w", path, errdefs.ErrNotFound)
+		}
+		return -1, fmt.Errorf("network namespace %s: %w", path, err)
+	}
+	return ns, nil
+}
+
+// Attach connects a container to a network: a veth pair whose host end is
+// on the bridge and whose other end, in the container's namespace, is
+// named IfName, addressed, up, with a default route through the gateway
+// (unless the namespace has one already) and loopback up; then its ports
+// are published. A container already on the network gives
+// errdefs.ErrAlreadyExists; a fixed address or host port already taken
+// gives errdefs.ErrInUse. On error nothing is left behind.
+func (m *Manager) Attach(ctx context.Context, cfg EndpointConfig) (*Endpoint, error) {
+	if err := m.init(); err != nil {
+		return nil, err
+	}
+	if cfg.Network == "" {
+		cfg.Network = DefaultNetwork
+	}
+	wrap := func(err error) error {
+		return fmt.Errorf("netdev: attach %s to network %s: %w", cfg.ContainerID, cfg.Network, err)
+	}
+	if cfg.ContainerID == "" || strings.ContainsAny(cfg.ContainerID, "/ \n") {
+		return nil, wrap(fmt.Errorf("bad container id %q: %w", cfg.ContainerID, errdefs.ErrInvalid))
+	}
+	if !validName(cfg.Network) {
+		return nil, wrap(fmt.Errorf("bad network name: %w", errdefs.ErrInvalid))
+	}
+	if cfg.IfName != "" && (len(cfg.IfName) > 15 || !validName(cfg.IfName)) {
+		return nil, wrap(fmt.Errorf("bad interface name %q: %w", cfg.IfName, errdefs.ErrInvalid))
+	}
+	ports, err := normalizePorts(cfg.Ports)
+	if err != nil {
+		return nil, wrap(err)
+	}
+	own := m.self
+	if cfg.Pid > 0 {
+		if own, err = m.ownerOf(cfg.Pid); err != nil {
+			return nil, wrap(fmt.Errorf("%v: %w", err, errdefs.ErrNotFound))
+		}
+	}
+
+	ns, err := openNetNS(&cfg)
+	if err != nil {
+		return nil, wrap(err)
+	}
+	defer ns.Close()
+	ch, err := netlink.NewHandleAt(ns, unix.NETLINK_ROUTE)
+	if err != nil {
+		return nil, wrap(fmt.Errorf("netlink handle in container namespace: %w", err))
+	}
+	defer ch.Close()
+	if cfg.IfName == "" {
+		links, err := retryDump(ch.LinkList)
+		if err != nil {
+			return nil, wrap(fmt.Errorf("list container links: %w", err))
+		}
+		for i := 0; cfg.IfName == ""; i++ {
+			name := "eth" + strconv.Itoa(i)
+			if !slices.ContainsFunc(links, func(l netlink.Link) bool { return l.Attrs().Name == name }) {
+				cfg.IfName = name
+			}
+		}
+	}
+
+	// 1. Reserve the address (root lock).
+	ep, n, err := m.reserve(ctx, &cfg, own)
+	if err != nil {
+		return nil, wrap(err)
+	}
+	if n.Internal && len(ports) > 0 {
+		m.release(ep)
+		return nil, wrap(fmt.Errorf("internal network publishes no ports: %w", errdefs.ErrInvalid))
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			m.unwire(ep)
+			if len(ep.Ports) > 0 {
+				_ = m.unpublish(context.Background(), ep.Bridge, ep.HostIfName)
+			}
+			m.release(ep)
+		}
+	}()
+
+	// 2. Wire the veth pair.
+	if err := m.wire(ch, ns, n, ep); err != nil {
+		return nil, wrap(err)
+	}
+
+	// 3. Publish ports (host lock).
+	if len(ports) > 0 {
+		ep.Ports, err = m.publish(ctx, &cfg, ep, own, ports)
+		if err != nil {
+			return nil, wrap(err)
+		}
+		if err := m.update(ctx, ep); err != nil {
+			return nil, wrap(err)
+		}
+	}
+	ok = true
+	if err := m.refreshHosts(ctx, ep.Network, ep); err != nil {
+		m.Logger.Warn("netdev: hosts files", "network", ep.Network, "err", err)
+	}
+	return ep.clone(), nil
+}
+
+func normalizePorts(in []PortMapping) ([]PortMapping, error) {
+	out := slices.Clone(in)
+	for i := range out {
+		p := &out[i]
+		if p.Protocol == "" {
+			p.Protocol = "tcp"
+		}
+		p.Protocol = strings.ToLower(p.Protocol)
+		if p.Protocol != "tcp" && p.Protocol != "udp" {
+			return nil, fmt.Errorf("port %d: protocol %q: %w", p.ContainerPort, p.Protocol, errdefs.ErrUnsupported)
+		}
+		if p.ContainerPort == 0 {
+			return nil, fmt.Errorf("port mapping without a container port: %w", errdefs.ErrInvalid)
+		}
+		if p.HostIP.IsValid() {
+			p.HostIP = p.HostIP.Unmap()
+			if !p.HostIP.Is4() {
+				return nil, fmt.Errorf("host address %s: only IPv4: %w", p.HostIP, errdefs.ErrUnsupported)
+			}
+			if p.HostIP.IsUnspecified() {
+				p.HostIP = netip.Addr{}
+			}
+		}
+	}
+	return out, nil
+}
+
+// reserve allocates the endpoint's address and records it.
+func (m *Manager) reserve(ctx context.Context, cfg *EndpointConfig, own owner) (*epState, *Network, error) {
+	rl, err := m.lockRoot(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer rl.Unlock()
+	s, err := m.ensureNetworkLocked(ctx, cfg.Network)
+	if err != nil {
+		return nil, nil, err
+	}
+	if _, ok := s.Endpoints[cfg.ContainerID]; ok {
+		return nil, nil, fmt.Errorf("container already on the network: %w", errdefs.ErrAlreadyExists)
+	}
+	if _, err := m.host.LinkByName(s.Network.Bridge); isNotFound(err) {
+		if err := m.restoreNetwork(ctx, &s.Network); err != nil {
+			return nil, nil, err
+		}
+	}
+	n := &s.Network
+	taken := make(map[netip.Addr]bool, len(s.Endpoints)+1)
+	taken[n.Gateway] = true
+	for _, e := range s.Endpoints {
+		taken[e.IP] = true
+	}
+	ip := cfg.IP
+	if ip.IsValid() {
+		ip = ip.Unmap()
+		if !hostAddr(n.Subnet, ip) {
+			return nil, nil, fmt.Errorf("address %s is not a host address of %s: %w", ip, n.Subnet, errdefs.ErrInvalid)
+		}
+		if taken[ip] {
+			return nil, nil, fmt.Errorf("address %s: %w", ip, errdefs.ErrInUse)
+		}
+	} else {
+		// Round-robin from the last address handed out, so a freed address
+		// is not reused at once.
+		base := addrU32(n.Subnet.Masked().Addr())
+		size := uint32(1) << (32 - n.Subnet.Bits())
+		start := uint32(0)
+		if s.Last.IsValid() && n.Subnet.Contains(s.Last) {
+			start = addrU32(s.Last) - base
+		}
+		for i := uint32(1); i < size; i++ {
+			off := (start + i) % size
+			if off == 0 || off == size-1 {
+				continue
+			}
+			if a := u32Addr(base + off); !taken[a] {
+				ip = a
+				break
+			}
+		}
+		if !ip.IsValid() {
+			return nil, nil, fmt.Errorf("no free address in %s: %w", n.Subnet, errdefs.ErrUnavailable)
+		}
+		s.Last = ip
+	}
+	mtu := cfg.MTU
+	if mtu == 0 {
+		mtu = n.MTU
+	}
+	host := "berth" + randHex(7)
+	ep := &epState{
+		Endpoint: Endpoint{
+			ContainerID: cfg.ContainerID,
+			Network:     n.Name,
+			Name:        cfg.Name,
+			Aliases:     slices.Clone(cfg.Aliases),
+			IfName:      cfg.IfName,
+			HostIfName:  host,
+			Bridge:      n.Bridge,
+			IP:          ip,
+			Subnet:      n.Subnet,
+			Gateway:     n.Gateway,
+			MAC:         macFor(ip),
+			MTU:         mtu,
+		},
+		Owner:      own,
+		HostsPath:  cfg.HostsPath,
+		Hostname:   cfg.Hostname,
+		ExtraHosts: slices.Clone(cfg.ExtraHosts),
+	}
+	s.Endpoints[cfg.ContainerID] = ep
+	if err := m.saveNet(s); err != nil {
+		return nil, nil, err
+	}
+	return ep, n, nil
+}
+
+// release frees an endpoint's address record.
+func (m *Manager) release(ep *epState) {
+	rl, err := m.lockRoot(context.Background())
+	if err != nil {
+		m.Logger.Warn("netdev: release address", "ip", ep.IP, "err", err)
+		return
+	}
+	defer rl.Unlock()
+	s, err := m.loadNet(ep.Network)
+	if err != nil {
+		return
+	}
+	if cur, ok := s.Endpoints[ep.ContainerID]; ok && cur.HostIfName == ep.HostIfName {
+		delete(s.Endpoints, ep.ContainerID)
+		if err := m.saveNet(s); err != nil {
+			m.Logger.Warn("netdev: release address", "ip", ep.IP, "err", err)
+		}
+	}
+}
+
+// update rewrites an endpoint's record (after its ports were chosen).
+func (m *Manager) update(ctx context.Context, ep *epState) error {
+	rl, err := m.lockRoot(ctx)
+	if err != nil {
+		return err
+	}
+	defer rl.Unlock()
+	s, err := m.loadNet(ep.Network)
+	if err != nil {
+		return err
+	}
+	cur, ok := s.Endpoints[ep.ContainerID]
+	if !ok || cur.HostIfName != ep.HostIfName {
+		return fmt.Errorf("endpoint removed concurrently: %w", errdefs.ErrNotFound)
+	}
+	s.Endpoints[ep.ContainerID] = ep
+	return m.saveNet(s)
+}
+
+// wire creates the veth pair with its far end directly in the container's
+// namespace under its final name, and configures that end.
+func (m *Manager) wire(ch *netlink.Handle, ns netns.NsHandle, n *Network, ep *epState) error {
+	br, err := m.host.LinkByName(n.Bridge)
+	if err != nil {
+		return fmt.Errorf("bridge %s: %w", n.Bridge, err)
+	}
+	la := netlink.NewLinkAttrs()
+	la.Name = ep.HostIfName
+	la.MTU = ep.MTU
+	la.MasterIndex = br.Attrs().Index
+	la.Flags = net.FlagUp
+	veth := &netlink.Veth{
+		LinkAttrs:        la,
+		PeerName:         ep.IfName,
+		PeerNamespace:    netlink.NsFd(ns),
+		PeerHardwareAddr: ep.MAC,
+		PeerMTU:          uint32(ep.MTU),
+	}
+	if err := m.host.LinkAdd(veth); err != nil {
+		if errors.Is(err, unix.EEXIST) {
+			return fmt.Errorf("add veth %s/%s: %s exists: %w", ep.HostIfName, ep.IfName, ep.IfName, errdefs.ErrAlreadyExists)
+		}
+		return fmt.Errorf("add veth %s/%s: %w", ep.HostIfName, ep.IfName, err)
+	}
+	link, err := ch.LinkByName(ep.IfName)
+	if err != nil {
+		return fmt.Errorf("container link %s: %w", ep.IfName, err)
+	}
+	addr := &netlink.Addr{IPNet: ipNet(ep.IP, ep.Subnet.Bits())}
+	if err := ch.AddrAdd(link, addr); err != nil {
+		return fmt.Errorf("address %s on %s: %w", addr.IPNet, ep.IfName, err)
+	}
+	if err := ch.LinkSetUp(link); err != nil {
+		return fmt.Errorf("set %s up: %w", ep.IfName, err)
+	}
+	// Loopback is always ifindex 1.
+	if err := ch.LinkSetUp(&netlink.Device{LinkAttrs: netlink.LinkAttrs{Index: 1}}); err != nil {
+		return fmt.Errorf("set lo up: %w", err)
+	}
+	gw := ep.Gateway.As4()
+	route := &netlink.Route{LinkIndex: link.Attrs().Index, Gw: net.IP(gw[:]), Scope: netlink.SCOPE_UNIVERSE}
+	if err := ch.RouteAdd(route); err != nil && !errors.Is(err, unix.EEXIST) {
+		return fmt.Errorf("default route via %s: %w", ep.Gateway, err)
+	}
+	return nil
+}
+
+// unwire deletes the host end of the veth pair, which deletes both ends.
+func (m *Manager) unwire(ep *epState) {
+	l, err := m.host.LinkByName(ep.HostIfName)
+	if err != nil {
+		return
+	}
+	if _, ok := l.(*netlink.Veth); !ok {
+		return
+	}
+	if err := m.host.LinkDel(l); err != nil && !isNotFound(err) {
+		m.Logger.Warn("netdev: delete veth", "link", ep.HostIfName, "err", err)
+	}
+}
+
+// Endpoint returns a container's endpoint on a network, or an error
+// wrapping errdefs.ErrNotFound.
+func (m *Manager) Endpoint(network, containerID string) (*Endpoint, error) {
+	if err := m.init(); err != nil {
+		return nil, err
+	}
+	if !validName(network) {
+		return nil, fmt.Errorf("netdev: network %q: %w", network, errdefs.ErrNotFound)
+	}
+	s, err := m.loadNet(network)
+	if err != nil {
+		return nil, err
+	}
+	e, ok := s.Endpoints[containerID]
+	if !ok {
+		return nil, fmt.Errorf("netdev: container %s on network %s: %w", containerID, network, errdefs.ErrNotFound)
+	}
+	return e.Endpoint.clone(), nil
+}
+
+// Detach disconnects a container from a network: it deletes the veth pair,
+// unpublishes the ports and frees the address. Detaching an endpoint that
+// is gone already gives an error wrapping errdefs.ErrNotFound.
+func (m *Manager) Detach(ctx context.Context, ep *Endpoint) error {
+	if err := m.init(); err != nil {
+		return err
+	}
+	if ep == nil || !validName(ep.Network) {
+		return fmt.Errorf("netdev: detach: no endpoint: %w", errdefs.ErrInvalid)
+	}
+	rl, err := m.lockRoot(ctx)
+	if err != nil {
+		return err
+	}
+	s, err := m.loadNet(ep.Network)
+	if err != nil {
+		rl.Unlock()
+		return fmt.Errorf("netdev: detach %s: %w", ep.ContainerID, err)
+	}
+	cur, ok := s.Endpoints[ep.ContainerID]
+	if !ok {
+		rl.Unlock()
+		return fmt.Errorf("netdev: detach %s from %s: %w", ep.ContainerID, ep.Network, errdefs.ErrNotFound)
+	}
+	err = m.removeEndpointLocked(ctx, s, cur)
+	rl.Unlock()
+	if err != nil {
+		return fmt.Errorf("netdev: detach %s from %s: %w", ep.ContainerID, ep.Network, err)
+	}
+	if err := m.refreshHosts(ctx, ep.Network, cur); err != nil {
+		m.Logger.Warn("netdev: hosts files", "network", ep.Network, "err", err)
+	}
+	return nil
+}
+
+// removeEndpointLocked undoes an endpoint and saves s. The caller holds
+// the root lock.
+func (m *Manager) removeEndpointLocked(ctx context.Context, s *netState, ep *epState) error {
+	m.unwire(ep)
+	if len(ep.Ports) > 0 {
+		if err := m.unpublish(ctx, ep.Bridge, ep.HostIfName); err != nil {
+			return err
+		}
+	}
+	delete(s.Endpoints, ep.ContainerID)
+	return m.saveNet(s)
+}

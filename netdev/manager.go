@@ -1,0 +1,392 @@
+//go:build linux
+
+package netdev
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+
+	"github.com/berthrt/berth/errdefs"
+	"github.com/berthrt/berth/internal/fsutil"
+)
+
+// DefaultNetwork is the name of the network an endpoint joins when its
+// config names none. It is created on first use.
+const DefaultNetwork = "berth0"
+
+// DefaultRunDir is where host-wide state lives when Manager.RunDir is empty.
+const DefaultRunDir = "/run/berth"
+
+// DefaultTable is the nftables table used when Manager.Table is empty.
+const DefaultTable = "berth"
+
+// Pool is a range of addresses that networks created without a subnet are
+// carved from: Base split into subnets of prefix length Size.
+type Pool struct {
+	Base netip.Prefix
+	Size int
+}
+
+// DefaultPools returns Docker's default address pools, with 10.0.0.0/8 in
+// /16 steps added last.
+func DefaultPools() []Pool {
+	return []Pool{
+		{netip.MustParsePrefix("172.17.0.0/16"), 16},
+		{netip.MustParsePrefix("172.18.0.0/15"), 16},
+		{netip.MustParsePrefix("172.20.0.0/14"), 16},
+		{netip.MustParsePrefix("172.24.0.0/13"), 16},
+		{netip.MustParsePrefix("192.168.0.0/16"), 20},
+		{netip.MustParsePrefix("10.0.0.0/8"), 16},
+	}
+}
+
+// Manager creates networks and attaches containers to them. The zero value
+// is not usable: Root must be set. Fields are read at the first method call
+// and must not change afterwards. A Manager is safe for concurrent use, and
+// several Managers (in one process or many) may share a root and a run
+// directory.
+type Manager struct {
+	// Root is the per-root state directory: networks live in Root/networks.
+	// Required.
+	Root string
+	// RunDir holds the host-wide state and its lock. Zero: DefaultRunDir.
+	// Every Manager on a host should use the same RunDir (and Table), or
+	// they cannot coordinate bridge names, subnets and host ports.
+	RunDir string
+	// Table is the nftables table (family ip) holding all rules. Zero:
+	// DefaultTable.
+	Table string
+	// Pools are where subnets of networks created without one come from.
+	// Zero: DefaultPools().
+	Pools []Pool
+	// Logger receives debug and warning messages. Zero: silent.
+	Logger *slog.Logger
+
+	once    sync.Once
+	initErr error
+	host    *netlink.Handle
+	boot    string
+	self    owner
+}
+
+func (m *Manager) init() error {
+	m.once.Do(func() {
+		if m.Root == "" {
+			m.initErr = fmt.Errorf("netdev: Manager.Root is empty: %w", errdefs.ErrInvalid)
+			return
+		}
+		if m.RunDir == "" {
+			m.RunDir = DefaultRunDir
+		}
+		if m.Table == "" {
+			m.Table = DefaultTable
+		}
+		if len(m.Pools) == 0 {
+			m.Pools = DefaultPools()
+		}
+		if m.Logger == nil {
+			m.Logger = slog.New(slog.DiscardHandler)
+		}
+		for _, d := range []string{m.netDir(), m.RunDir} {
+			if err := os.MkdirAll(d, 0o700); err != nil {
+				m.initErr = fmt.Errorf("netdev: %w", err)
+				return
+			}
+		}
+		b, err := os.ReadFile("/proc/sys/kernel/random/boot_id")
+		if err != nil {
+			m.initErr = fmt.Errorf("netdev: read boot id: %w", err)
+			return
+		}
+		m.boot = strings.TrimSpace(string(b))
+		m.self, err = m.ownerOf(os.Getpid())
+		if err != nil {
+			m.initErr = fmt.Errorf("netdev: %w", err)
+			return
+		}
+		ns, err := netns.GetFromPath("/proc/self/ns/net")
+		if err != nil {
+			m.initErr = fmt.Errorf("netdev: open host network namespace: %w", err)
+			return
+		}
+		defer ns.Close()
+		m.host, err = netlink.NewHandleAt(ns, unix.NETLINK_ROUTE)
+		if err != nil {
+			m.initErr = fmt.Errorf("netdev: netlink handle: %w", err)
+		}
+	})
+	return m.initErr
+}
+
+// Close releases the Manager's netlink handle. Networks and endpoints stay.
+func (m *Manager) Close() error {
+	if m.host != nil {
+		m.host.Close()
+	}
+	return nil
+}
+
+func (m *Manager) netDir() string { return filepath.Join(m.Root, "networks") }
+
+func (m *Manager) lockRoot(ctx context.Context) (*fsutil.Lock, error) {
+	l, err := fsutil.LockFile(ctx, filepath.Join(m.netDir(), ".lock"))
+	if err != nil {
+		return nil, fmt.Errorf("netdev: lock root networks: %w", err)
+	}
+	return l, nil
+}
+
+func (m *Manager) lockHost(ctx context.Context) (*fsutil.Lock, error) {
+	l, err := fsutil.LockFile(ctx, filepath.Join(m.RunDir, "lock"))
+	if err != nil {
+		return nil, fmt.Errorf("netdev: lock host network state: %w", err)
+	}
+	return l, nil
+}
+
+// owner identifies a process across pid reuse and reboots.
+type owner struct {
+	Pid   int    `json:"pid"`
+	Start uint64 `json:"start"`
+	Boot  string `json:"boot"`
+}
+
+// procStart returns the start time of pid in clock ticks since boot.
+func procStart(pid int) (uint64, error) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0, err
+	}
+	// The command name may hold spaces and parentheses: fields start after the last ')'.
+	i := strings.LastIndexByte(string(b), ')')
+	if i < 0 {
+		return 0, fmt.Errorf("parse /proc/%d/stat", pid)
+	}
+	f := strings.Fields(string(b[i+1:]))
+	// f[0] is field 3 (state); starttime is field 22.
+	if len(f) < 20 {
+		return 0, fmt.Errorf("parse /proc/%d/stat", pid)
+	}
+	return strconv.ParseUint(f[19], 10, 64)
+}
+
+func (m *Manager) ownerOf(pid int) (owner, error) {
+	st, err := procStart(pid)
+	if err != nil {
+		return owner{}, fmt.Errorf("process %d: %w", pid, err)
+	}
+	return owner{Pid: pid, Start: st, Boot: m.boot}, nil
+}
+
+// alive reports whether the owner process still runs.
+func (m *Manager) alive(o owner) bool {
+	if o.Pid <= 0 || o.Boot != m.boot {
+		return false
+	}
+	st, err := procStart(o.Pid)
+	return err == nil && st == o.Start
+}
+
+func randHex(n int) string {
+	b := make([]byte, (n+1)/2)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)[:n]
+}
+
+// ---- per-root state ----
+
+// netState is one network's file, Root/networks/<name>.json: its config and
+// its address allocations (one per endpoint).
+type netState struct {
+	Network   Network             `json:"network"`
+	Last      netip.Addr          `json:"last,omitzero"`
+	Endpoints map[string]*epState `json:"endpoints"`
+}
+
+// epState is an endpoint's record: the allocation of its address, plus what
+// is needed to undo it and to write hosts files.
+type epState struct {
+	Endpoint
+	Owner      owner        `json:"owner"`
+	HostsPath  string       `json:"hostsPath,omitempty"`
+	Hostname   string       `json:"hostname,omitempty"`
+	ExtraHosts []HostsEntry `json:"extraHosts,omitempty"`
+}
+
+func validName(name string) bool {
+	if name == "" || len(name) > 128 || name[0] == '.' {
+		return false
+	}
+	for _, c := range name {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' || c == '.') {
+			return false
+		}
+	}
+	return true
+}
+
+func (m *Manager) netPath(name string) string { return filepath.Join(m.netDir(), name+".json") }
+
+func (m *Manager) loadNet(name string) (*netState, error) {
+	b, err := os.ReadFile(m.netPath(name))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("netdev: network %s: %w", name, errdefs.ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("netdev: network %s: %w", name, err)
+	}
+	var s netState
+	if err := json.Unmarshal(b, &s); err != nil {
+		return nil, fmt.Errorf("netdev: network %s: corrupt state: %v: %w", name, err, errdefs.ErrInvalid)
+	}
+	if s.Endpoints == nil {
+		s.Endpoints = map[string]*epState{}
+	}
+	return &s, nil
+}
+
+func (m *Manager) saveNet(s *netState) error {
+	b, err := json.Marshal(s)
+	if err != nil {
+		return err
+	}
+	if err := writeState(m.netPath(s.Network.Name), b); err != nil {
+		return fmt.Errorf("netdev: save network %s: %w", s.Network.Name, err)
+	}
+	return nil
+}
+
+// listNets returns the names of this root's networks.
+func (m *Manager) listNets() ([]string, error) {
+	ents, err := os.ReadDir(m.netDir())
+	if err != nil {
+		return nil, fmt.Errorf("netdev: list networks: %w", err)
+	}
+	var names []string
+	for _, e := range ents {
+		n := e.Name()
+		if strings.HasSuffix(n, ".json") && !strings.HasPrefix(n, ".") {
+			names = append(names, strings.TrimSuffix(n, ".json"))
+		}
+	}
+	return names, nil
+}
+
+// writeState replaces path atomically: written to a temporary name, then
+// renamed. It does not fsync: all of this state describes kernel objects
+// (links, rules, addresses) that do not survive a host crash either, and
+// the host state is discarded after a reboot; a process crash at any
+// instant leaves the old file or the new one.
+func writeState(path string, data []byte) error {
+	tmp := path + ".tmp-" + randHex(8)
+	if err := os.WriteFile(tmp, data, 0o600); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	return nil
+}
+
+// ---- host-wide state ----
+
+// hostState is RunDir/state.json.
+type hostState struct {
+	Boot     string              `json:"boot"`
+	Networks map[string]*hostNet `json:"networks"` // by bridge name
+	Ports    []*hostPort         `json:"ports"`
+}
+
+type hostNet struct {
+	Root    string       `json:"root"`
+	Name    string       `json:"name"`
+	ID      string       `json:"id"`
+	Subnet  netip.Prefix `json:"subnet"`
+	Default bool         `json:"default,omitempty"`
+}
+
+type hostPort struct {
+	Proto       string     `json:"proto"`
+	HostIP      netip.Addr `json:"hostIP"`
+	Port        uint16     `json:"port"`
+	Bridge      string     `json:"bridge"`
+	HostIfName  string     `json:"hostIfName"`
+	Root        string     `json:"root"`
+	ContainerID string     `json:"containerID"`
+	Owner       owner      `json:"owner"`
+}
+
+func (m *Manager) hostPath() string { return filepath.Join(m.RunDir, "state.json") }
+
+func (m *Manager) loadHost() (*hostState, error) {
+	s := &hostState{}
+	b, err := os.ReadFile(m.hostPath())
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("netdev: host state: %w", err)
+	}
+	if err == nil {
+		if err := json.Unmarshal(b, s); err != nil {
+			return nil, fmt.Errorf("netdev: host state %s: %v: %w", m.hostPath(), err, errdefs.ErrInvalid)
+		}
+	}
+	if s.Boot != m.boot {
+		// Written before a reboot: every link and rule it names is gone.
+		s = &hostState{Boot: m.boot}
+	}
+	if s.Networks == nil {
+		s.Networks = map[string]*hostNet{}
+	}
+	return s, nil
+}
+
+func (m *Manager) saveHost(s *hostState) error {
+	b, err := json.Marshal(s)
+	if err != nil {
+		return err
+	}
+	if err := writeState(m.hostPath(), b); err != nil {
+		return fmt.Errorf("netdev: save host state: %w", err)
+	}
+	return nil
+}
+
+// retryDump runs a netlink dump again while the kernel reports that it was
+// interrupted by a concurrent change (the result would be inconsistent).
+func retryDump[T any](f func() (T, error)) (T, error) {
+	for i := 0; ; i++ {
+		v, err := f()
+		if errors.Is(err, netlink.ErrDumpInterrupted) && i < 20 {
+			continue
+		}
+		return v, err
+	}
+}
+
+func isNotFound(err error) bool {
+	var lnf netlink.LinkNotFoundError
+	return errors.As(err, &lnf) || errors.Is(err, unix.ENODEV) || errors.Is(err, unix.ENOENT)
+}
+
+func writeSysctl(path, value string) error {
+	if err := os.WriteFile(path, []byte(value), 0o644); err != nil {
+		return fmt.Errorf("netdev: sysctl %s=%s: %w", strings.TrimPrefix(path, "/proc/sys/"), value, err)
+	}
+	return nil
+}

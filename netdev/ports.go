@@ -1,0 +1,147 @@
+//go:build linux
+
+package netdev
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"net/netip"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/berthrt/berth/errdefs"
+)
+
+// portRange reads net.ipv4.ip_local_port_range, where random host ports
+// come from (as in Docker).
+func portRange() (lo, hi uint16) {
+	lo, hi = 32768, 60999
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return lo, hi
+	}
+	f := strings.Fields(string(b))
+	if len(f) != 2 {
+		return lo, hi
+	}
+	a, err1 := strconv.ParseUint(f[0], 10, 16)
+	z, err2 := strconv.ParseUint(f[1], 10, 16)
+	if err1 != nil || err2 != nil || a == 0 || z < a {
+		return lo, hi
+	}
+	return uint16(a), uint16(z)
+}
+
+func overlaps(a, b netip.Addr) bool {
+	return !a.IsValid() || !b.IsValid() || a == b
+}
+
+// portTaken reports whether berth has published proto/port on an address
+// overlapping ip.
+func portTaken(hs *hostState, proto string, ip netip.Addr, port uint16) bool {
+	return slices.ContainsFunc(hs.Ports, func(p *hostPort) bool {
+		return p.Proto == proto && p.Port == port && overlaps(p.HostIP, ip)
+	})
+}
+
+// bindable checks that no socket of the host holds proto/ip:port, by
+// binding it for a moment.
+func bindable(proto string, ip netip.Addr, port uint16) error {
+	host := "0.0.0.0"
+	if ip.IsValid() {
+		host = ip.String()
+	}
+	addr := net.JoinHostPort(host, strconv.Itoa(int(port)))
+	if proto == "udp" {
+		c, err := net.ListenPacket("udp4", addr)
+		if err != nil {
+			return err
+		}
+		return c.Close()
+	}
+	l, err := net.Listen("tcp4", addr)
+	if err != nil {
+		return err
+	}
+	return l.Close()
+}
+
+// publish chooses the host ports, records them host-wide and installs the
+// DNAT rules, all under the host lock.
+func (m *Manager) publish(ctx context.Context, cfg *EndpointConfig, ep *epState, own owner, ports []PortMapping) ([]PortMapping, error) {
+	hl, err := m.lockHost(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer hl.Unlock()
+	hs, err := m.loadHost()
+	if err != nil {
+		return nil, err
+	}
+	lo, hi := portRange()
+	out := slices.Clone(ports)
+	for i := range out {
+		p := &out[i]
+		if p.HostPort != 0 {
+			if portTaken(hs, p.Protocol, p.HostIP, p.HostPort) {
+				return nil, fmt.Errorf("host port %s: published by another container: %w", p, errdefs.ErrInUse)
+			}
+			if err := bindable(p.Protocol, p.HostIP, p.HostPort); err != nil {
+				if errors.Is(err, unix.EADDRINUSE) {
+					return nil, fmt.Errorf("host port %s: %w", p, errdefs.ErrInUse)
+				}
+				return nil, fmt.Errorf("host port %s: %v: %w", p, err, errdefs.ErrInvalid)
+			}
+		} else {
+			n := int(hi-lo) + 1
+			start := rand.IntN(n)
+			for j := 0; j < n; j++ {
+				port := lo + uint16((start+j)%n)
+				if portTaken(hs, p.Protocol, p.HostIP, port) || bindable(p.Protocol, p.HostIP, port) != nil {
+					continue
+				}
+				p.HostPort = port
+				break
+			}
+			if p.HostPort == 0 {
+				return nil, fmt.Errorf("no free host port for %s: %w", p, errdefs.ErrUnavailable)
+			}
+		}
+		hp := &hostPort{Proto: p.Protocol, HostIP: p.HostIP, Port: p.HostPort, Bridge: ep.Bridge,
+			HostIfName: ep.HostIfName, Root: m.Root, ContainerID: cfg.ContainerID, Owner: own}
+		hs.Ports = append(hs.Ports, hp)
+	}
+	if err := m.addPortRules(ep.Bridge, ep.HostIfName, ep.IP, out); err != nil {
+		return nil, err
+	}
+	if err := m.saveHost(hs); err != nil {
+		_ = m.removePortRules(ep.Bridge, ep.HostIfName)
+		return nil, err
+	}
+	return out, nil
+}
+
+// unpublish removes an endpoint's DNAT rules and host ports.
+func (m *Manager) unpublish(ctx context.Context, bridge, veth string) error {
+	hl, err := m.lockHost(ctx)
+	if err != nil {
+		return err
+	}
+	defer hl.Unlock()
+	hs, err := m.loadHost()
+	if err != nil {
+		return err
+	}
+	if err := m.removePortRules(bridge, veth); err != nil {
+		return err
+	}
+	hs.Ports = slices.DeleteFunc(hs.Ports, func(p *hostPort) bool { return p.Bridge == bridge && p.HostIfName == veth })
+	return m.saveHost(hs)
+}
