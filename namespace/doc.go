@@ -1,0 +1,86 @@
+// Package namespace is berth's container init: it starts a process in new
+// Linux namespaces from a rootfs directory and supervises it, with no
+// daemon and no cgo.
+//
+// # Why a re-exec
+//
+// A Go program is multi-threaded from its first instruction, and Linux
+// refuses or half-applies namespace changes in a multi-threaded process:
+// unshare(CLONE_NEWUSER) fails, setns and unshare change only the calling
+// thread, and the Go runtime may move a goroutine to another thread at any
+// time. The only reliable way to get a process in fresh namespaces is to
+// create it in them: Start spawns this program's own binary with
+// SysProcAttr.Cloneflags and argv[0] "berth-init". The package's init
+// function recognises that marker before main runs (returning at once in
+// every other process) and runs the container init instead of the program.
+// Programs may call Init first thing in main to make the hook explicit.
+// There is exactly one re-exec per container.
+//
+// # Process model
+//
+// The init receives its Config over a SOCK_SEQPACKET socket, builds the
+// container's filesystem in its new mount namespace (made private first, so
+// nothing propagates to the host): the rootfs (the layer store's snapshot
+// mounts, or a bind of a plain directory), /proc, a tmpfs /dev with the
+// standard devices, /dev/pts, /dev/shm, /dev/mqueue, read-only /sys and
+// /sys/fs/cgroup, Docker's masked and read-only paths, the bind, volume and
+// tmpfs mounts and the /etc/hosts, /etc/hostname, /etc/resolv.conf files,
+// then pivot_root and detaches the old root. Mount targets are resolved
+// inside the rootfs, so an image's symlinks cannot redirect them to the
+// host. While it does this the owner runs StartOptions.Prestart (cgroups,
+// network); then the init sets the hostname and rlimits, drops the
+// capability bounding set, sets no_new_privs if asked, installs the seccomp
+// filter and cuts its own capabilities to the container's, and forks the
+// user's process with its uid, gids, environment and working directory.
+//
+// The init stays as the container's PID 1, a supervisor: it reaps every
+// zombie (and is the only one to call wait4), forwards signals, reports the
+// exit status, and starts Exec'd processes, whose stdio arrives as file
+// descriptors over the control socket; exec therefore never needs setns.
+// When the main process exits, the supervisor exits with its status and the
+// kernel kills what is left in the PID namespace.
+//
+// Per-thread state: the cgroup namespace (created after Prestart has placed
+// the init in the container's cgroups, unless StartOptions.CgroupFD lets
+// clone do it), the bounding set and no_new_privs are set on the init's
+// main thread, which is locked, and every process of the container is
+// forked from that thread. Where the Go runtime allows it
+// (syscall.AllThreadsSyscall, which returns ENOTSUP when cgo is linked in),
+// they are applied to all threads of the init as well; the seccomp filter
+// always is (TSYNC).
+//
+// # Lifetime
+//
+// By default a container dies with its owner: the supervisor holds one end
+// of a socket whose other end only the owner holds (close-on-exec), and
+// kills the container when it reads end-of-file. Pdeathsig is not used: it
+// fires when the spawning thread exits, not the process. A Detached
+// container ignores that end-of-file; with Config.ControlDir its supervisor
+// listens on ControlDir/control.sock and writes the exit status to
+// ControlDir/status.json, so another process can Attach to it, exec, signal
+// and wait.
+//
+// # The host binary (CVE-2019-5736)
+//
+// The supervisor runs this program's binary, so a container process must
+// never be able to write to it through /proc/<pid>/exe. The supervisor makes
+// itself non-dumpable before reading its config (so /proc/1/exe, fd and mem
+// are closed to the container), and it is executed from a detached,
+// read-only bind mount of the binary (open_tree + mount_setattr), made once
+// per process and held only as a file descriptor: every write through it
+// fails with EROFS, it costs no memory and leaves nothing to clean up.
+// Kernels without mount_setattr get a sealed memfd copy instead (the
+// binary's size in memory, once per process).
+//
+// # Differences from Docker
+//
+// The user's process is not PID 1: the supervisor is (like docker run
+// --init), so a process without a SIGTERM handler dies from SIGTERM where it
+// would ignore it as PID 1. Capabilities, no_new_privs, rlimits and seccomp
+// are per container: an Exec'd process gets the container's. Privileged
+// containers get all capabilities but only the standard devices.
+//
+// When not to use it: this package runs as root with real namespaces; it
+// knows nothing about images, cgroups or networks (package berth composes
+// those), and the owning program must not run other code as "berth-init".
+package namespace

@@ -1,0 +1,197 @@
+//go:build linux
+
+package namespace
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"sync"
+
+	"golang.org/x/sys/unix"
+)
+
+// The control protocol: JSON messages over a SOCK_SEQPACKET unix socket, one
+// message per packet, file descriptors attached with SCM_RIGHTS.
+//
+// Client to supervisor:
+//
+//	init    (owner only, first) config + stdio fds + status file fd + listener fd
+//	go      (owner only) Prestart is done: start the process
+//	attach  bind this connection to the main process
+//	exec    process config + stdio fds: start a process, bind the connection to it
+//	conn    one fd: a new connection (socketpair end) to serve
+//	signal  send Sig to the connection's process
+//	resize  set the connection's process's terminal size
+//	ps      list the processes of the container
+//
+// Supervisor to client:
+//
+//	started Pid of the process (+ the pty master fd with a terminal)
+//	error   setup failed (Err)
+//	exit    Status of the connection's process
+//	pids    reply to ps
+//	ok      reply to signal/resize (Err set on failure)
+type message struct {
+	Op      string         `json:"op"`
+	Config  *Config        `json:"config,omitempty"`
+	Host    *hostInfo      `json:"host,omitempty"`
+	Process *ProcessConfig `json:"process,omitempty"`
+	Sig     int            `json:"sig,omitempty"`
+	Width   uint16         `json:"w,omitempty"`
+	Height  uint16         `json:"h,omitempty"`
+	Pid     int            `json:"pid,omitempty"`
+	Pids    []int          `json:"pids,omitempty"`
+	Status  *ExitStatus    `json:"status,omitempty"`
+	Err     *wireError     `json:"err,omitempty"`
+	// PidFD, SelfFD, Master say which fds a "started" message carries, in
+	// this order: a pidfd of the process, a pidfd of the supervisor, the
+	// pty master.
+	PidFD  bool `json:"pidfd,omitempty"`
+	SelfFD bool `json:"selffd,omitempty"`
+	Master bool `json:"master,omitempty"`
+	// Stdio says which of stdin, stdout, stderr are attached (in order,
+	// after any other fds the op defines).
+	Stdio [3]bool `json:"stdio,omitempty"`
+}
+
+// hostInfo is what the owner learns about the host once and passes on, so
+// the init does not have to.
+type hostInfo struct {
+	// CgroupMounts are the host's cgroup hierarchies under /sys/fs/cgroup:
+	// relative path -> fstype/options ("cgroup2", or v1 "cgroup" with the
+	// controllers). Empty on a pure cgroup v2 host.
+	CgroupV1 []cgroupMount `json:"cgroupV1,omitempty"`
+	// StatusFD and ListenFD say whether the init message carries them.
+	StatusFD bool `json:"statusFD,omitempty"`
+	ListenFD bool `json:"listenFD,omitempty"`
+	// NewCgroupNS: the cgroup namespace is already created by clone.
+	NewCgroupNS bool `json:"newCgroupNS,omitempty"`
+}
+
+type cgroupMount struct {
+	Dir     string `json:"dir"`
+	Type    string `json:"type"`
+	Options string `json:"options"`
+}
+
+const maxMessage = 1 << 20
+
+// conn is one end of a control connection.
+type conn struct {
+	c   *net.UnixConn
+	wmu sync.Mutex
+	buf []byte
+	oob []byte
+}
+
+func newConn(c *net.UnixConn) *conn {
+	return &conn{c: c, buf: make([]byte, 64<<10), oob: make([]byte, unix.CmsgSpace(8*4))}
+}
+
+// connFromFile turns a socket fd into a conn; f is closed.
+func connFromFile(f *os.File) (*conn, error) {
+	nc, err := net.FileConn(f)
+	f.Close()
+	if err != nil {
+		return nil, err
+	}
+	uc, ok := nc.(*net.UnixConn)
+	if !ok {
+		nc.Close()
+		return nil, errors.New("control fd is not a unix socket")
+	}
+	return newConn(uc), nil
+}
+
+// socketPair returns two connected SOCK_SEQPACKET sockets, close-on-exec.
+func socketPair() (*os.File, *os.File, error) {
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, nil, os.NewSyscallError("socketpair", err)
+	}
+	return os.NewFile(uintptr(fds[0]), "berth-ctl"), os.NewFile(uintptr(fds[1]), "berth-ctl"), nil
+}
+
+func (c *conn) send(m *message, files ...*os.File) error {
+	b, err := json.Marshal(m)
+	if err != nil {
+		return err
+	}
+	var oob []byte
+	if len(files) > 0 {
+		fds := make([]int, len(files))
+		for i, f := range files {
+			fds[i] = int(f.Fd())
+		}
+		oob = unix.UnixRights(fds...)
+	}
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	_, _, err = c.c.WriteMsgUnix(b, oob, nil)
+	return err
+}
+
+// recv reads one message and the files attached to it. It returns io.EOF
+// when the other end is closed.
+func (c *conn) recv() (*message, []*os.File, error) {
+	rc, err := c.c.SyscallConn()
+	if err != nil {
+		return nil, nil, err
+	}
+	var n, oobn, flags int
+	var rerr error
+	err = rc.Read(func(fd uintptr) bool {
+		// MSG_CMSG_CLOEXEC: no fork may inherit a received fd.
+		n, oobn, flags, _, rerr = unix.Recvmsg(int(fd), c.buf, c.oob, unix.MSG_CMSG_CLOEXEC)
+		return rerr != unix.EAGAIN
+	})
+	if err == nil {
+		err = rerr
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	var files []*os.File
+	if oobn > 0 {
+		scms, perr := unix.ParseSocketControlMessage(c.oob[:oobn])
+		if perr != nil {
+			return nil, nil, perr
+		}
+		for _, scm := range scms {
+			fds, ferr := unix.ParseUnixRights(&scm)
+			if ferr != nil {
+				continue
+			}
+			for _, fd := range fds {
+				files = append(files, os.NewFile(uintptr(fd), "berth-fd"))
+			}
+		}
+	}
+	if n == 0 && oobn == 0 {
+		return nil, nil, io.EOF
+	}
+	if flags&(unix.MSG_TRUNC|unix.MSG_CTRUNC) != 0 {
+		closeFiles(files)
+		return nil, nil, fmt.Errorf("control message truncated (%d bytes)", n)
+	}
+	m := new(message)
+	if err := json.Unmarshal(c.buf[:n], m); err != nil {
+		closeFiles(files)
+		return nil, nil, fmt.Errorf("bad control message: %w", err)
+	}
+	return m, files, nil
+}
+
+func (c *conn) Close() error { return c.c.Close() }
+
+func closeFiles(fs []*os.File) {
+	for _, f := range fs {
+		if f != nil {
+			f.Close()
+		}
+	}
+}
