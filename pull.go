@@ -1,0 +1,323 @@
+//go:build linux
+
+package berth
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+
+	"github.com/berthrt/berth/layer"
+	"github.com/berthrt/berth/registryclient"
+	digest "github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+	"golang.org/x/sync/errgroup"
+)
+
+// Progress states of a layer during a pull.
+const (
+	StateWaiting     = "waiting"
+	StateDownloading = "downloading"
+	StateExtracting  = "extracting"
+	StateDone        = "done"
+	StateExists      = "exists"
+)
+
+// Progress is one event of a pull: the state of one blob.
+type Progress struct {
+	// ID is the blob's digest.
+	ID string
+	// State is one of the State* constants.
+	State string
+	// Done and Total are bytes (Total is the compressed size).
+	Done, Total int64
+}
+
+// PullOptions configure Pull. The zero value pulls for this host's platform
+// and reports no progress.
+type PullOptions struct {
+	// Platform is "os/arch[/variant]". Zero: this host's.
+	Platform string
+	// Progress receives events; Pull never blocks on it (events are dropped
+	// when the channel is full). Zero: none.
+	Progress chan<- Progress
+	// ProgressFunc is called with every event, from several goroutines
+	// (but never concurrently). Zero: none.
+	ProgressFunc func(Progress)
+}
+
+type progressSink struct {
+	mu sync.Mutex
+	o  *PullOptions
+}
+
+func (p *progressSink) send(ev Progress) {
+	if p == nil || p.o == nil {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.o.ProgressFunc != nil {
+		p.o.ProgressFunc(ev)
+	}
+	if p.o.Progress != nil {
+		select {
+		case p.o.Progress <- ev:
+		default:
+		}
+	}
+}
+
+// maxConfigSize bounds an image config blob.
+const maxConfigSize = 8 << 20
+
+// Pull fetches the image ref names from its registry into the store (only
+// what is missing), records the name, and returns the image. Layers are
+// downloaded in parallel and unpacked as soon as their parent is; a
+// download cut short is kept and resumed by the next Pull.
+func (rt *Runtime) Pull(ctx context.Context, ref string, opts PullOptions) (*Image, error) {
+	r, err := registryclient.ParseReference(ref)
+	if err != nil {
+		return nil, fmt.Errorf("pull %s: %w", ref, err)
+	}
+	// The lease keeps GC from removing what this pull stores before the
+	// image records a reference to it.
+	lease, err := rt.store.Lease(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("pull %s: %w", ref, err)
+	}
+	defer lease.Release()
+	var platform *ocispec.Platform
+	if opts.Platform != "" {
+		p, err := registryclient.ParsePlatform(opts.Platform)
+		if err != nil {
+			return nil, fmt.Errorf("pull %s: %w", ref, err)
+		}
+		platform = &p
+	}
+	desc, body, err := rt.reg.FetchImageManifest(ctx, r, platform)
+	if err != nil {
+		return nil, fmt.Errorf("pull %s: %w", ref, err)
+	}
+	var m ocispec.Manifest
+	if err := json.Unmarshal(body, &m); err != nil {
+		return nil, fmt.Errorf("pull %s: manifest %s: %v: %w", ref, desc.Digest, err, ErrInvalid)
+	}
+	if err := validateManifest(&m); err != nil {
+		return nil, fmt.Errorf("pull %s: manifest %s: %w", ref, desc.Digest, err)
+	}
+	name := r.String()
+	if r.Tag == "" && r.Digest != "" {
+		name = r.Name() + "@" + r.Digest.String()
+	}
+	// Fast path: the image is complete here already.
+	if img, err := rt.imageByDigest(desc.Digest); err == nil && rt.complete(img) {
+		if err := rt.record(ctx, name, img); err != nil {
+			return nil, err
+		}
+		img.Name = name
+		return img, nil
+	}
+	cfgBytes, err := rt.fetchSmall(ctx, r, m.Config, maxConfigSize)
+	if err != nil {
+		return nil, fmt.Errorf("pull %s: config: %w", ref, err)
+	}
+	cfg, hc, err := parseImageConfig(cfgBytes)
+	if err != nil {
+		return nil, fmt.Errorf("pull %s: %w", ref, err)
+	}
+	if len(cfg.RootFS.DiffIDs) != len(m.Layers) {
+		return nil, fmt.Errorf("pull %s: config lists %d layers, manifest %d: %w", ref, len(cfg.RootFS.DiffIDs), len(m.Layers), ErrInvalid)
+	}
+	if err := rt.pullLayers(ctx, r, m.Layers, cfg.RootFS.DiffIDs, &progressSink{o: &opts}); err != nil {
+		return nil, fmt.Errorf("pull %s: %w", ref, err)
+	}
+	if err := rt.putBlob(ctx, desc, body); err != nil {
+		return nil, fmt.Errorf("pull %s: store manifest: %w", ref, err)
+	}
+	img := &Image{Name: name, Digest: desc.Digest, Manifest: m, Config: cfg, healthcheck: hc}
+	for _, l := range m.Layers {
+		img.Size += l.Size
+	}
+	if err := rt.record(ctx, name, img); err != nil {
+		return nil, err
+	}
+	return img, nil
+}
+
+func validateManifest(m *ocispec.Manifest) error {
+	if m.Config.Digest == "" {
+		return fmt.Errorf("no config: %w", ErrInvalid)
+	}
+	if err := m.Config.Digest.Validate(); err != nil {
+		return fmt.Errorf("config digest: %v: %w", err, ErrInvalid)
+	}
+	for i, l := range m.Layers {
+		if err := l.Digest.Validate(); err != nil {
+			return fmt.Errorf("layer %d digest: %v: %w", i, err, ErrInvalid)
+		}
+		if l.Size < 0 {
+			return fmt.Errorf("layer %d: negative size: %w", i, ErrInvalid)
+		}
+	}
+	return nil
+}
+
+// fetchSmall returns a small blob (a config) from the store, or fetches,
+// verifies and stores it.
+func (rt *Runtime) fetchSmall(ctx context.Context, r registryclient.Reference, desc ocispec.Descriptor, max int64) ([]byte, error) {
+	if b, err := rt.store.ReadAll(desc.Digest, max); err == nil {
+		return b, nil
+	}
+	if desc.Size > max {
+		return nil, fmt.Errorf("%s is %d bytes, more than %d: %w", desc.Digest, desc.Size, max, ErrInvalid)
+	}
+	b, err := rt.reg.FetchBlob(ctx, r, desc)
+	if err != nil {
+		return nil, err
+	}
+	if err := rt.putBlob(ctx, desc, b); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+// putBlob stores b (already verified, or verified by Commit) as desc.
+func (rt *Runtime) putBlob(ctx context.Context, desc ocispec.Descriptor, b []byte) error {
+	w, err := rt.store.Writer(ctx, ocispec.Descriptor{MediaType: desc.MediaType, Digest: desc.Digest, Size: int64(len(b))})
+	if errors.Is(err, ErrAlreadyExists) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	defer w.Close()
+	if w.Offset() > 0 {
+		b = b[min(w.Offset(), int64(len(b))):]
+	}
+	if _, err := w.Write(b); err != nil {
+		return err
+	}
+	return w.Commit(ctx)
+}
+
+// pullLayers downloads every missing layer blob in parallel and unpacks
+// each as soon as its parent is unpacked. The base layer (and any layer
+// whose parent is ready when its download starts) is unpacked while it
+// downloads.
+func (rt *Runtime) pullLayers(ctx context.Context, r registryclient.Reference, layers []ocispec.Descriptor, diffIDs []digest.Digest, ps *progressSink) error {
+	chains := make([]digest.Digest, len(layers))
+	var parent digest.Digest
+	for i, d := range diffIDs {
+		chains[i] = layer.ChainID(parent, d)
+		parent = chains[i]
+	}
+	ready := make([]chan struct{}, len(layers)) // closed when layer i is unpacked
+	for i := range ready {
+		ready[i] = make(chan struct{})
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(max(4, len(layers)))
+	for i := range layers {
+		g.Go(func() error {
+			err := rt.pullLayer(gctx, r, layers[i], diffIDs[i], chains, i, ready, ps)
+			if err == nil {
+				close(ready[i])
+			}
+			return err
+		})
+	}
+	return g.Wait()
+}
+
+func (rt *Runtime) pullLayer(ctx context.Context, r registryclient.Reference, desc ocispec.Descriptor, diffID digest.Digest, chains []digest.Digest, i int, ready []chan struct{}, ps *progressSink) error {
+	id := desc.Digest.String()
+	layerHere := rt.store.HasLayer(chains[i])
+	if layerHere && rt.store.Has(desc.Digest) {
+		ps.send(Progress{ID: id, State: StateExists, Done: desc.Size, Total: desc.Size})
+		return nil
+	}
+	var parent digest.Digest
+	parentReady := func() bool { return true }
+	if i > 0 {
+		parent = chains[i-1]
+		parentReady = func() bool {
+			select {
+			case <-ready[i-1]:
+				return true
+			default:
+				return false
+			}
+		}
+	}
+	// Download into the content store, unpacking on the fly when possible.
+	if !rt.store.Has(desc.Digest) {
+		w, err := rt.store.Writer(ctx, desc)
+		switch {
+		case errors.Is(err, ErrAlreadyExists):
+		case err != nil:
+			return fmt.Errorf("layer %s: %w", id, err)
+		default:
+			unpacked, err := rt.download(ctx, r, desc, diffID, parent, w, !layerHere && parentReady() && w.Offset() == 0, ps)
+			if err != nil {
+				return fmt.Errorf("layer %s: %w", id, err)
+			}
+			if unpacked || layerHere {
+				ps.send(Progress{ID: id, State: StateDone, Done: desc.Size, Total: desc.Size})
+				return nil
+			}
+		}
+	}
+	if i > 0 {
+		select {
+		case <-ready[i-1]:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	ps.send(Progress{ID: id, State: StateExtracting, Done: desc.Size, Total: desc.Size})
+	rc, err := rt.store.Open(desc.Digest)
+	if err != nil {
+		return fmt.Errorf("layer %s: %w", id, err)
+	}
+	defer rc.Close()
+	if _, err := rt.store.Unpack(ctx, rc, desc.MediaType, parent, diffID); err != nil {
+		return fmt.Errorf("layer %s: %w", id, err)
+	}
+	ps.send(Progress{ID: id, State: StateDone, Done: desc.Size, Total: desc.Size})
+	return nil
+}
+
+// download streams the blob into w, committing it; with unpack it also
+// extracts the stream into the layer store as it arrives.
+func (rt *Runtime) download(ctx context.Context, r registryclient.Reference, desc ocispec.Descriptor, diffID, parent digest.Digest, w *layer.Writer, unpack bool, ps *progressSink) (bool, error) {
+	defer w.Close()
+	id := desc.Digest.String()
+	rc, err := rt.reg.OpenBlob(ctx, r, desc, w.Offset())
+	if err != nil {
+		return false, err
+	}
+	defer rc.Close()
+	if br, ok := rc.(*registryclient.BlobReader); ok {
+		br.SetProgress(func(off int64) {
+			ps.send(Progress{ID: id, State: StateDownloading, Done: off, Total: desc.Size})
+		})
+	}
+	src := io.TeeReader(rc, w)
+	if unpack {
+		if _, err := rt.store.Unpack(ctx, src, desc.MediaType, parent, diffID); err != nil {
+			return false, err
+		}
+	}
+	// Drain what the unpacker did not read (tar padding, or everything).
+	if _, err := io.Copy(io.Discard, src); err != nil {
+		return false, err
+	}
+	if err := w.Commit(ctx); err != nil {
+		return false, err
+	}
+	return unpack, nil
+}
