@@ -274,7 +274,12 @@ func (c *Cgroup) OOMEvents(ctx context.Context) (<-chan uint64, error) {
 			if _, err := f.Read(buf); err != nil {
 				return
 			}
+			// v1 signals when the OOM starts, before the kill is counted.
 			n := c.readOOMKills()
+			for i := 0; n <= seen && i < 50 && exists(c.dirs[0]); i++ {
+				time.Sleep(2 * time.Millisecond)
+				n = c.readOOMKills()
+			}
 			if n > seen {
 				seen = n
 				c.mu.Lock()
