@@ -1,5 +1,5 @@
-// Package toolboxtest builds the toolbox binary for tests and lays out a
-// minimal rootfs around it.
+// Package toolboxtest builds the toolbox binary for tests and makes a
+// rootfs directory, an image or an OCI layout of it.
 //
 // Binary compiles ./internal/toolbox/cmd/toolbox once per test process
 // (static: CGO_ENABLED=0, GOOS=linux) and caches the result under
@@ -24,7 +24,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/berthrt/berth/internal/imagebuild"
 	"github.com/berthrt/berth/internal/toolbox"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
 var build struct {
@@ -225,4 +227,37 @@ func copyFile(src, dst string, mode os.FileMode) error {
 		return err
 	}
 	return os.Chmod(dst, mode)
+}
+
+// Image returns a toolbox image: one gzip layer made by
+// imagebuild.Toolbox, Env PATH=/bin, Cmd ["/bin/toolbox", "true"], for the
+// builder's GOARCH. Change the returned value's fields before building to
+// vary it, e.g. img.Config.Cmd or img.Format.
+func Image(tb testing.TB) imagebuild.Image {
+	tb.Helper()
+	return imagebuild.Image{
+		Layers: []imagebuild.Layer{{Tar: imagebuild.LayerTar(imagebuild.Toolbox(Bytes(tb)))}},
+		Config: ocispec.ImageConfig{Cmd: []string{"/bin/toolbox", "true"}, Env: []string{"PATH=/bin"}},
+	}
+}
+
+// Built returns Image(tb), built.
+func Built(tb testing.TB) imagebuild.Built {
+	tb.Helper()
+	b, err := imagebuild.Build(Image(tb))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return b
+}
+
+// Layout writes the toolbox image (Built) into a new OCI layout under
+// tb.TempDir(), listed as "latest", and returns the layout's directory.
+func Layout(tb testing.TB) string {
+	tb.Helper()
+	dir := tb.TempDir()
+	if err := imagebuild.WriteOCILayout(dir, "latest", Built(tb)); err != nil {
+		tb.Fatal(err)
+	}
+	return dir
 }
