@@ -269,7 +269,11 @@ type Problem struct {
 }
 
 func (p Problem) String() string {
-	return fmt.Sprintf("%s %s%s: %v", p.Kind, p.Name, p.Digest, p.Err)
+	what := string(p.Digest)
+	if p.Name != "" {
+		what = strings.TrimSpace(p.Name + " " + what)
+	}
+	return fmt.Sprintf("%s %s: %v", p.Kind, what, p.Err)
 }
 
 // Check verifies the store: every blob hashes to its name, every layer has
