@@ -53,3 +53,29 @@ func TestToolboxImageRuns(t *testing.T) {
 		}
 	}
 }
+
+// TestBusyboxImageRuns unpacks the busybox image and runs its shell.
+func TestBusyboxImageRuns(t *testing.T) {
+	testutil.RequiresRoot(t)
+	umoci := testutil.RequiresCommand(t, "umoci")
+	b, err := imagebuild.Build(toolboxtest.BusyboxImage(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	if err := imagebuild.WriteOCILayout(dir, "busybox", b); err != nil {
+		t.Fatal(err)
+	}
+	bundle := filepath.Join(t.TempDir(), "bundle")
+	if out, err := exec.Command(umoci, "unpack", "--image", dir+":busybox", bundle).CombinedOutput(); err != nil {
+		t.Fatalf("umoci unpack: %v\n%s", err, out)
+	}
+	cmd := exec.Command("/bin/sh", "-c", "echo $((6*7)) $(id -un) $(cat /etc/hostname 2>/dev/null || echo none)")
+	cmd.Dir = "/"
+	cmd.Env = []string{"PATH=/bin"}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Chroot: filepath.Join(bundle, "rootfs")}
+	out, err := cmd.CombinedOutput()
+	if err != nil || string(out) != "42 root none\n" {
+		t.Errorf("busybox sh: %q %v", out, err)
+	}
+}

@@ -17,10 +17,12 @@ var applets = []string{
 // to the toolbox binary under /bin.
 func Applets() []string { return slices.Clone(applets) }
 
-// IsApplet reports whether name is an applet of the toolbox.
+// IsApplet reports whether Main runs something for a program called name
+// (the base name of argv[0]): an applet, or "toolbox" itself, which takes
+// the applet from argv[1].
 func IsApplet(name string) bool {
 	_, ok := slices.BinarySearch(applets, name)
-	return ok
+	return ok || name == "toolbox"
 }
 
 // Passwd is the /etc/passwd of a toolbox rootfs: root, daemon (1), nobody
