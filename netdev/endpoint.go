@@ -177,6 +177,17 @@ func (m *Manager) Attach(ctx context.Context, cfg EndpointConfig) (*Endpoint, er
 		return nil, wrap(err)
 	}
 	defer ns.Close()
+	var st unix.Stat_t
+	if err := unix.Fstat(int(ns), &st); err != nil {
+		return nil, wrap(fmt.Errorf("stat network namespace: %w", err))
+	}
+	// A veth pair of this namespace or container still being deleted
+	// holds an interface name or the container's record: wait for it.
+	if err := m.waitPending(ctx, func(p *pendingDel) bool {
+		return p.netns == st.Ino || p.network == cfg.Network && (p.containerID == cfg.ContainerID || p.ip == cfg.IP)
+	}); err != nil {
+		return nil, wrap(err)
+	}
 	ch, err := netlink.NewHandleAt(ns, unix.NETLINK_ROUTE)
 	if err != nil {
 		return nil, wrap(fmt.Errorf("netlink handle in container namespace: %w", err))
@@ -196,7 +207,7 @@ func (m *Manager) Attach(ctx context.Context, cfg EndpointConfig) (*Endpoint, er
 	}
 
 	// 1. Reserve the address (root lock).
-	ep, n, err := m.reserve(ctx, &cfg, own)
+	ep, n, hostsFiles, err := m.reserve(ctx, &cfg, own, st.Ino)
 	if err != nil {
 		return nil, wrap(err)
 	}
@@ -231,6 +242,9 @@ func (m *Manager) Attach(ctx context.Context, cfg EndpointConfig) (*Endpoint, er
 		}
 	}
 	ok = true
+	if !hostsFiles {
+		return ep.clone(), nil
+	}
 	if err := m.refreshHosts(ctx, ep.Network, ep); err != nil {
 		m.Logger.Warn("netdev: hosts files", "network", ep.Network, "err", err)
 	}
@@ -265,25 +279,35 @@ func normalizePorts(in []PortMapping) ([]PortMapping, error) {
 }
 
 // reserve allocates the endpoint's address and records it.
-func (m *Manager) reserve(ctx context.Context, cfg *EndpointConfig, own owner) (*epState, *Network, error) {
+func (m *Manager) reserve(ctx context.Context, cfg *EndpointConfig, own owner, nsIno uint64) (ep *epState, n *Network, hostsFiles bool, err error) {
 	rl, err := m.lockRoot(ctx)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, false, err
 	}
 	defer rl.Unlock()
 	s, err := m.ensureNetworkLocked(ctx, cfg.Network)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, false, err
 	}
-	if _, ok := s.Endpoints[cfg.ContainerID]; ok {
-		return nil, nil, fmt.Errorf("container already on the network: %w", errdefs.ErrAlreadyExists)
+	if old, ok := s.Endpoints[cfg.ContainerID]; ok {
+		if !old.Detaching {
+			return nil, nil, false, fmt.Errorf("container already on the network: %w", errdefs.ErrAlreadyExists)
+		}
+		// Detached by another process that has not finished: finish here.
+		if err := m.removeEndpointLocked(ctx, s, old); err != nil {
+			return nil, nil, false, err
+		}
 	}
 	if _, err := m.host.LinkByName(s.Network.Bridge); isNotFound(err) {
 		if err := m.restoreNetwork(ctx, &s.Network); err != nil {
-			return nil, nil, err
+			return nil, nil, false, err
 		}
 	}
-	n := &s.Network
+	hostsFiles = cfg.HostsPath != ""
+	for _, e := range s.Endpoints {
+		hostsFiles = hostsFiles || e.HostsPath != "" && !e.Detaching
+	}
+	n = &s.Network
 	taken := make(map[netip.Addr]bool, len(s.Endpoints)+1)
 	taken[n.Gateway] = true
 	for _, e := range s.Endpoints {
@@ -293,10 +317,20 @@ func (m *Manager) reserve(ctx context.Context, cfg *EndpointConfig, own owner) (
 	if ip.IsValid() {
 		ip = ip.Unmap()
 		if !hostAddr(n.Subnet, ip) {
-			return nil, nil, fmt.Errorf("address %s is not a host address of %s: %w", ip, n.Subnet, errdefs.ErrInvalid)
+			return nil, nil, false, fmt.Errorf("address %s is not a host address of %s: %w", ip, n.Subnet, errdefs.ErrInvalid)
+		}
+		for id, e := range s.Endpoints {
+			if e.IP == ip && e.Detaching {
+				// Detached by another process that has not finished: finish here.
+				if err := m.removeEndpointLocked(ctx, s, e); err != nil {
+					return nil, nil, false, err
+				}
+				delete(s.Endpoints, id)
+				taken[ip] = false
+			}
 		}
 		if taken[ip] {
-			return nil, nil, fmt.Errorf("address %s: %w", ip, errdefs.ErrInUse)
+			return nil, nil, false, fmt.Errorf("address %s: %w", ip, errdefs.ErrInUse)
 		}
 	} else {
 		// Round-robin from the last address handed out, so a freed address
@@ -318,7 +352,7 @@ func (m *Manager) reserve(ctx context.Context, cfg *EndpointConfig, own owner) (
 			}
 		}
 		if !ip.IsValid() {
-			return nil, nil, fmt.Errorf("no free address in %s: %w", n.Subnet, errdefs.ErrUnavailable)
+			return nil, nil, false, fmt.Errorf("no free address in %s: %w", n.Subnet, errdefs.ErrUnavailable)
 		}
 		s.Last = ip
 	}
@@ -327,7 +361,7 @@ func (m *Manager) reserve(ctx context.Context, cfg *EndpointConfig, own owner) (
 		mtu = n.MTU
 	}
 	host := "berth" + randHex(7)
-	ep := &epState{
+	ep = &epState{
 		Endpoint: Endpoint{
 			ContainerID: cfg.ContainerID,
 			Network:     n.Name,
@@ -343,15 +377,16 @@ func (m *Manager) reserve(ctx context.Context, cfg *EndpointConfig, own owner) (
 			MTU:         mtu,
 		},
 		Owner:      own,
+		NetNS:      nsIno,
 		HostsPath:  cfg.HostsPath,
 		Hostname:   cfg.Hostname,
 		ExtraHosts: slices.Clone(cfg.ExtraHosts),
 	}
 	s.Endpoints[cfg.ContainerID] = ep
 	if err := m.saveNet(s); err != nil {
-		return nil, nil, err
+		return nil, nil, false, err
 	}
-	return ep, n, nil
+	return ep, n, hostsFiles, nil
 }
 
 // release frees an endpoint's address record.
@@ -469,21 +504,30 @@ func (m *Manager) Endpoint(network, containerID string) (*Endpoint, error) {
 		return nil, err
 	}
 	e, ok := s.Endpoints[containerID]
-	if !ok {
+	if !ok || e.Detaching {
 		return nil, fmt.Errorf("netdev: container %s on network %s: %w", containerID, network, errdefs.ErrNotFound)
 	}
 	return e.Endpoint.clone(), nil
 }
 
-// Detach disconnects a container from a network: it deletes the veth pair,
-// unpublishes the ports and frees the address. Detaching an endpoint that
-// is gone already gives an error wrapping errdefs.ErrNotFound.
+// Detach disconnects a container from a network. When it returns, the
+// endpoint is cut off (the host end of its veth pair is down), its ports
+// are unpublished and its names are gone from the hosts files; the veth
+// pair itself is deleted in the background, because the kernel takes
+// 10-20 ms to delete a link (an RCU grace period), and the address is
+// freed once it is gone. Close waits for these deletions; RemoveNetwork
+// and an Attach to the same namespace or container wait for theirs.
+// Detaching an endpoint that is gone already gives an error wrapping
+// errdefs.ErrNotFound.
 func (m *Manager) Detach(ctx context.Context, ep *Endpoint) error {
 	if err := m.init(); err != nil {
 		return err
 	}
 	if ep == nil || !validName(ep.Network) {
 		return fmt.Errorf("netdev: detach: no endpoint: %w", errdefs.ErrInvalid)
+	}
+	wrap := func(err error) error {
+		return fmt.Errorf("netdev: detach %s from %s: %w", ep.ContainerID, ep.Network, err)
 	}
 	rl, err := m.lockRoot(ctx)
 	if err != nil {
@@ -492,26 +536,90 @@ func (m *Manager) Detach(ctx context.Context, ep *Endpoint) error {
 	s, err := m.loadNet(ep.Network)
 	if err != nil {
 		rl.Unlock()
-		return fmt.Errorf("netdev: detach %s: %w", ep.ContainerID, err)
+		return wrap(err)
 	}
 	cur, ok := s.Endpoints[ep.ContainerID]
-	if !ok {
+	if !ok || cur.Detaching {
 		rl.Unlock()
-		return fmt.Errorf("netdev: detach %s from %s: %w", ep.ContainerID, ep.Network, errdefs.ErrNotFound)
+		return wrap(errdefs.ErrNotFound)
 	}
-	err = m.removeEndpointLocked(ctx, s, cur)
+	cur.Detaching = true
+	hostsFiles := false
+	for _, e := range s.Endpoints {
+		hostsFiles = hostsFiles || e.HostsPath != ""
+	}
+	err = m.saveNet(s)
 	rl.Unlock()
 	if err != nil {
-		return fmt.Errorf("netdev: detach %s from %s: %w", ep.ContainerID, ep.Network, err)
+		return wrap(err)
 	}
-	if err := m.refreshHosts(ctx, ep.Network, cur); err != nil {
-		m.Logger.Warn("netdev: hosts files", "network", ep.Network, "err", err)
+	link, lerr := m.host.LinkByName(cur.HostIfName)
+	if lerr == nil {
+		if _, ok := link.(*netlink.Veth); !ok {
+			link = nil
+		} else if err := m.host.LinkSetDown(link); err != nil && !isNotFound(err) {
+			m.Logger.Warn("netdev: set veth down", "link", cur.HostIfName, "err", err)
+		}
 	}
+	if len(cur.Ports) > 0 {
+		if err := m.unpublish(ctx, cur.Bridge, cur.HostIfName); err != nil {
+			return wrap(err)
+		}
+	}
+	if hostsFiles {
+		if err := m.refreshHosts(ctx, ep.Network, cur); err != nil {
+			m.Logger.Warn("netdev: hosts files", "network", ep.Network, "err", err)
+		}
+	}
+	if lerr != nil || link == nil {
+		m.finishDetach(cur)
+		return nil
+	}
+	p := &pendingDel{network: cur.Network, containerID: cur.ContainerID, ip: cur.IP, netns: cur.NetNS, done: make(chan struct{})}
+	m.pendMu.Lock()
+	if m.pending == nil {
+		m.pending = map[string]*pendingDel{}
+	}
+	m.pending[cur.HostIfName] = p
+	m.pendMu.Unlock()
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		if err := m.host.LinkDel(link); err != nil && !isNotFound(err) {
+			m.Logger.Warn("netdev: delete veth", "link", cur.HostIfName, "err", err)
+		} else {
+			m.finishDetach(cur)
+		}
+		m.pendMu.Lock()
+		delete(m.pending, cur.HostIfName)
+		m.pendMu.Unlock()
+		close(p.done)
+	}()
 	return nil
 }
 
-// removeEndpointLocked undoes an endpoint and saves s. The caller holds
-// the root lock.
+// finishDetach drops a detached endpoint's record, freeing its address.
+func (m *Manager) finishDetach(ep *epState) {
+	rl, err := m.lockRoot(context.Background())
+	if err != nil {
+		m.Logger.Warn("netdev: free address", "ip", ep.IP, "err", err)
+		return
+	}
+	defer rl.Unlock()
+	s, err := m.loadNet(ep.Network)
+	if err != nil {
+		return
+	}
+	if cur, ok := s.Endpoints[ep.ContainerID]; ok && cur.HostIfName == ep.HostIfName {
+		delete(s.Endpoints, ep.ContainerID)
+		if err := m.saveNet(s); err != nil {
+			m.Logger.Warn("netdev: free address", "ip", ep.IP, "err", err)
+		}
+	}
+}
+
+// removeEndpointLocked undoes an endpoint synchronously and saves s. The
+// caller holds the root lock.
 func (m *Manager) removeEndpointLocked(ctx context.Context, s *netState, ep *epState) error {
 	m.unwire(ep)
 	if len(ep.Ports) > 0 {

@@ -39,7 +39,11 @@ func (m *Manager) refreshHosts(ctx context.Context, network string, self *epStat
 			return err
 		}
 		states[name] = s
-		for _, e := range s.Endpoints {
+		for id, e := range s.Endpoints {
+			if e.Detaching {
+				delete(s.Endpoints, id)
+				continue
+			}
 			byContainer[e.ContainerID] = append(byContainer[e.ContainerID], e)
 		}
 	}

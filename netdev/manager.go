@@ -82,6 +82,18 @@ type Manager struct {
 	host    *netlink.Handle
 	boot    string
 	self    owner
+
+	// Veth pairs being deleted in the background by Detach.
+	pendMu  sync.Mutex
+	pending map[string]*pendingDel // by host link name
+	wg      sync.WaitGroup
+}
+
+type pendingDel struct {
+	network, containerID string
+	ip                   netip.Addr
+	netns                uint64
+	done                 chan struct{}
 }
 
 func (m *Manager) init() error {
@@ -133,12 +145,38 @@ func (m *Manager) init() error {
 	return m.initErr
 }
 
-// Close releases the Manager's netlink handle. Networks and endpoints stay.
+// Close waits for the veth deletions that Detach started in the
+// background and releases the Manager's netlink handle. Networks and
+// endpoints stay.
 func (m *Manager) Close() error {
+	m.wg.Wait()
 	if m.host != nil {
 		m.host.Close()
 	}
 	return nil
+}
+
+// waitPending waits until no background deletion matching match is left.
+func (m *Manager) waitPending(ctx context.Context, match func(*pendingDel) bool) error {
+	for {
+		var ch chan struct{}
+		m.pendMu.Lock()
+		for _, p := range m.pending {
+			if match(p) {
+				ch = p.done
+				break
+			}
+		}
+		m.pendMu.Unlock()
+		if ch == nil {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 }
 
 func (m *Manager) netDir() string { return filepath.Join(m.Root, "networks") }
@@ -222,7 +260,11 @@ type netState struct {
 // is needed to undo it and to write hosts files.
 type epState struct {
 	Endpoint
-	Owner      owner        `json:"owner"`
+	Owner owner  `json:"owner"`
+	NetNS uint64 `json:"netns,omitempty"` // inode of the container's namespace
+	// Detaching: Detach has cut the endpoint off and its veth pair is being
+	// deleted; the address stays taken until the record goes.
+	Detaching  bool         `json:"detaching,omitempty"`
 	HostsPath  string       `json:"hostsPath,omitempty"`
 	Hostname   string       `json:"hostname,omitempty"`
 	ExtraHosts []HostsEntry `json:"extraHosts,omitempty"`

@@ -354,7 +354,9 @@ func (s *netState) view() *Network {
 	n := s.Network
 	n.Endpoints = nil
 	for _, e := range s.Endpoints {
-		n.Endpoints = append(n.Endpoints, *e.Endpoint.clone())
+		if !e.Detaching {
+			n.Endpoints = append(n.Endpoints, *e.Endpoint.clone())
+		}
 	}
 	slices.SortFunc(n.Endpoints, func(a, b Endpoint) int {
 		if a.Name != b.Name {
@@ -404,6 +406,9 @@ func (m *Manager) RemoveNetwork(ctx context.Context, name string) error {
 	}
 	if !validName(name) {
 		return fmt.Errorf("netdev: remove network %q: %w", name, errdefs.ErrNotFound)
+	}
+	if err := m.waitPending(ctx, func(p *pendingDel) bool { return p.network == name }); err != nil {
+		return fmt.Errorf("netdev: remove network %s: %w", name, err)
 	}
 	rl, err := m.lockRoot(ctx)
 	if err != nil {
