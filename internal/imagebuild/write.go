@@ -62,7 +62,9 @@ var layoutFile = []byte(`{"imageLayoutVersion":"` + ocispec.ImageLayoutVersion +
 // missing) and lists it in index.json under ref. An existing layout is
 // extended: its blobs stay, and its index entries stay except one that
 // already carries the name ref. For a multi-platform image pass the Built
-// that Index returned.
+// that Index returned. Blobs and files are written to temporary names and
+// renamed, but index.json is read, changed and replaced without a lock: do
+// not let two writers share a layout at once.
 func WriteOCILayout(dir, ref string, b Built) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err

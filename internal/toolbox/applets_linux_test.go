@@ -15,3 +15,20 @@ func TestAppletListMatchesTable(t *testing.T) {
 		t.Fatal("applets is not sorted")
 	}
 }
+
+func TestModeString(t *testing.T) {
+	for m, want := range map[uint32]string{
+		0o100644: "-rw-r--r--",
+		0o040755: "drwxr-xr-x",
+		0o041777: "drwxrwxrwt",
+		0o104755: "-rwsr-xr-x",
+		0o102644: "-rw-r-Sr--",
+		0o120777: "lrwxrwxrwx",
+		0o020666: "crw-rw-rw-",
+		0o010600: "prw-------",
+	} {
+		if got := modeString(m); got != want {
+			t.Errorf("modeString(%o) = %s, want %s", m, got, want)
+		}
+	}
+}

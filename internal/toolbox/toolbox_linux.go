@@ -398,9 +398,8 @@ func lsEntry(w io.Writer, dir, name string, long bool) {
 		fmt.Fprintf(w, "? ? ? ? %s\n", name)
 		return
 	}
-	fi, _ := os.Lstat(full)
-	line := fmt.Sprintf("%s %d %d %d %s", fi.Mode().String(), st.Uid, st.Gid, st.Size, name)
-	if fi.Mode()&os.ModeSymlink != 0 {
+	line := fmt.Sprintf("%s %d %d %d %s", modeString(st.Mode), st.Uid, st.Gid, st.Size, name)
+	if st.Mode&unix.S_IFMT == unix.S_IFLNK {
 		t, _ := os.Readlink(full)
 		line += " -> " + t
 	}
@@ -725,4 +724,44 @@ func rlimitsApplet(e *env, args []string) int {
 		fmt.Fprintf(e.stdout, "%s %s %s\n", r.name, f(l.Cur), f(l.Max))
 	}
 	return 0
+}
+
+// modeString formats a st_mode like ls -l: "drwxr-xr-x", "-rwsr-xr-x",
+// "drwxrwxrwt", "crw-rw-rw-".
+func modeString(m uint32) string {
+	b := []byte("?rwxrwxrwx")
+	switch m & unix.S_IFMT {
+	case unix.S_IFREG:
+		b[0] = '-'
+	case unix.S_IFDIR:
+		b[0] = 'd'
+	case unix.S_IFLNK:
+		b[0] = 'l'
+	case unix.S_IFCHR:
+		b[0] = 'c'
+	case unix.S_IFBLK:
+		b[0] = 'b'
+	case unix.S_IFIFO:
+		b[0] = 'p'
+	case unix.S_IFSOCK:
+		b[0] = 's'
+	}
+	for i := range 9 {
+		if m&(1<<(8-i)) == 0 {
+			b[i+1] = '-'
+		}
+	}
+	special := func(bit uint32, pos int, set, unset byte) {
+		if m&bit != 0 {
+			if b[pos] == '-' {
+				b[pos] = unset
+			} else {
+				b[pos] = set
+			}
+		}
+	}
+	special(unix.S_ISUID, 3, 's', 'S')
+	special(unix.S_ISGID, 6, 's', 'S')
+	special(unix.S_ISVTX, 9, 't', 'T')
+	return string(b)
 }

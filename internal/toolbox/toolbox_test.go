@@ -97,6 +97,7 @@ func TestApplets(t *testing.T) {
 		{[]string{"stat", filepath.Join(tmp, "a/b")}, "", "type=dir mode=0700 uid=" + itoa(os.Getuid()) + " gid=" + itoa(os.Getgid()) + " size=", 0},
 		{[]string{"touch", filepath.Join(tmp, "a/t")}, "", "", 0},
 		{[]string{"ls", filepath.Join(tmp, "a")}, "", "b\nt\n", 0},
+		{[]string{"ls", "-l", filepath.Join(tmp, "a/t")}, "", "-rw-r--r-- " + itoa(os.Getuid()) + " " + itoa(os.Getgid()) + " 0 " + filepath.Join(tmp, "a/t") + "\n", 0},
 		{[]string{"rm", "-r", filepath.Join(tmp, "a")}, "", "", 0},
 		{[]string{"rm", filepath.Join(tmp, "a")}, "", "", 1},
 		{[]string{"rm", "-f", filepath.Join(tmp, "a")}, "", "", 0},
