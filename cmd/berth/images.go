@@ -1,0 +1,255 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"text/tabwriter"
+	"time"
+
+	"github.com/berthrt/berth"
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+)
+
+func debugLogger() *slog.Logger {
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+func isTerminal(f *os.File) bool { return term.IsTerminal(int(f.Fd())) }
+
+func imageCommands(g *globalFlags) []*cobra.Command {
+	return []*cobra.Command{
+		pullCommand(g), imagesCommand(g), rmiCommand(g), tagCommand(g),
+		pushCommand(g), loginCommand(g),
+		importCommand(g), toolboxImageCommand(g),
+	}
+}
+
+func pullCommand(g *globalFlags) *cobra.Command {
+	var platform string
+	var quiet bool
+	cmd := &cobra.Command{
+		Use:   "pull [--platform os/arch[/variant]] REF",
+		Short: "Pull an image from a registry",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			rt, err := g.runtime()
+			if err != nil {
+				return err
+			}
+			defer rt.Close()
+			opts := berth.PullOptions{Platform: platform}
+			var bars *progressBars
+			if !quiet && isTerminal(os.Stderr) {
+				bars = newProgressBars(os.Stderr)
+				opts.ProgressFunc = bars.update
+			}
+			img, err := rt.Pull(cmd.Context(), args[0], opts)
+			if bars != nil {
+				bars.wait()
+			}
+			if err != nil {
+				return err
+			}
+			fmt.Printf("%s\n", img.Name)
+			fmt.Printf("Digest: %s\n", img.Digest)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&platform, "platform", "", "platform os/arch[/variant] (default: this host's)")
+	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "no progress output")
+	return cmd
+}
+
+func imagesCommand(g *globalFlags) *cobra.Command {
+	var quiet bool
+	cmd := &cobra.Command{
+		Use:     "images",
+		Aliases: []string{"image ls"},
+		Short:   "List images",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			rt, err := g.runtime()
+			if err != nil {
+				return err
+			}
+			defer rt.Close()
+			imgs, err := rt.Images(cmd.Context())
+			if err != nil {
+				return err
+			}
+			if quiet {
+				for _, i := range imgs {
+					fmt.Println(i.ID().Encoded()[:12])
+				}
+				return nil
+			}
+			tw := tabwriter.NewWriter(os.Stdout, 0, 4, 3, ' ', 0)
+			fmt.Fprintln(tw, "REPOSITORY:TAG\tIMAGE ID\tCREATED\tSIZE")
+			for _, i := range imgs {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", i.Name, i.ID().Encoded()[:12],
+					i.Created.Local().Format(time.DateTime), humanSize(i.Size))
+			}
+			return tw.Flush()
+		},
+	}
+	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "only image ids")
+	return cmd
+}
+
+func rmiCommand(g *globalFlags) *cobra.Command {
+	var force bool
+	cmd := &cobra.Command{
+		Use:   "rmi [-f] IMAGE...",
+		Short: "Remove images",
+		Args:  cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			rt, err := g.runtime()
+			if err != nil {
+				return err
+			}
+			defer rt.Close()
+			for _, a := range args {
+				if err := rt.RemoveImage(cmd.Context(), a, berth.RemoveImageOptions{Force: force}); err != nil {
+					return err
+				}
+				fmt.Println("Untagged:", a)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().BoolVarP(&force, "force", "f", false, "remove even when a container uses it")
+	return cmd
+}
+
+func tagCommand(g *globalFlags) *cobra.Command {
+	return &cobra.Command{
+		Use:   "tag SOURCE TARGET",
+		Short: "Give an image another name",
+		Args:  cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			rt, err := g.runtime()
+			if err != nil {
+				return err
+			}
+			defer rt.Close()
+			return rt.Tag(cmd.Context(), args[0], args[1])
+		},
+	}
+}
+
+func pushCommand(g *globalFlags) *cobra.Command {
+	return &cobra.Command{
+		Use:   "push REF",
+		Short: "Push an image to a registry",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			rt, err := g.runtime()
+			if err != nil {
+				return err
+			}
+			defer rt.Close()
+			d, err := rt.Push(cmd.Context(), args[0], berth.PushOptions{})
+			if err != nil {
+				return err
+			}
+			fmt.Printf("Digest: %s\n", d)
+			return nil
+		},
+	}
+}
+
+func loginCommand(g *globalFlags) *cobra.Command {
+	var user, pass string
+	var passStdin bool
+	cmd := &cobra.Command{
+		Use:   "login [-u USER] [-p PASS | --password-stdin] HOST",
+		Short: "Check and store credentials for a registry",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if passStdin {
+				b, err := io.ReadAll(os.Stdin)
+				if err != nil {
+					return err
+				}
+				pass = trimNewline(string(b))
+			}
+			rt, err := g.runtime()
+			if err != nil {
+				return err
+			}
+			defer rt.Close()
+			if err := rt.Login(cmd.Context(), args[0], user, pass, berth.LoginOptions{Store: true}); err != nil {
+				return err
+			}
+			fmt.Println("Login Succeeded")
+			return nil
+		},
+	}
+	cmd.Flags().StringVarP(&user, "username", "u", "", "user name")
+	cmd.Flags().StringVarP(&pass, "password", "p", "", "password")
+	cmd.Flags().BoolVar(&passStdin, "password-stdin", false, "read the password from stdin")
+	return cmd
+}
+
+func importCommand(g *globalFlags) *cobra.Command {
+	var changes []string
+	cmd := &cobra.Command{
+		Use:   "import FILE|- [REF]",
+		Short: "Make an image from a flat rootfs tarball",
+		Args:  cobra.RangeArgs(1, 2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			rt, err := g.runtime()
+			if err != nil {
+				return err
+			}
+			defer rt.Close()
+			r := io.Reader(os.Stdin)
+			if args[0] != "-" {
+				f, err := os.Open(args[0])
+				if err != nil {
+					return err
+				}
+				defer f.Close()
+				r = f
+			}
+			opts := berth.ImportOptions{}
+			if len(args) == 2 {
+				opts.Ref = args[1]
+			}
+			if opts.Config, err = parseChanges(changes); err != nil {
+				return err
+			}
+			img, err := rt.Import(cmd.Context(), r, opts)
+			if err != nil {
+				return err
+			}
+			fmt.Println(img.ID())
+			return nil
+		},
+	}
+	cmd.Flags().StringArrayVarP(&changes, "change", "c", nil, "Dockerfile instruction for the config: CMD, ENTRYPOINT, ENV, WORKDIR, USER")
+	return cmd
+}
+
+func humanSize(n int64) string {
+	const unit = 1000
+	if n < unit {
+		return fmt.Sprintf("%dB", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.3g%cB", float64(n)/float64(div), "kMGTPE"[exp])
+}
+
+func trimNewline(s string) string {
+	for len(s) > 0 && (s[len(s)-1] == '\n' || s[len(s)-1] == '\r') {
+		s = s[:len(s)-1]
+	}
+	return s
+}
