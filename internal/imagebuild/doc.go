@@ -19,7 +19,7 @@
 //   - Output is a pure function of the input: tar entries keep the order
 //     the caller gives, with the Unix epoch as default mtime, no user or
 //     group names, PAX records sorted; gzip headers carry no name or time;
-//     zstd runs single-threaded. Two builds of the same input have the same
+//     zstd runs single-threaded. Both compress at their fastest level. Two builds of the same input have the same
 //     digests, so tests can compare digests across processes.
 //   - LayerTar writes exactly the entries it is given: parent directories
 //     and whiteouts (".wh.NAME", ".wh..wh..opq") are ordinary files the

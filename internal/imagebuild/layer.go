@@ -173,14 +173,16 @@ func (c Compression) String() string {
 	return fmt.Sprintf("Compression(%d)", int(c))
 }
 
-// Compress compresses data deterministically.
+// Compress compresses data deterministically, at the fastest level of each
+// algorithm: test images favour build time over size (the toolbox, 6.6 MB,
+// compresses to about 3.2 MB with gzip, 3.0 MB with zstd).
 func Compress(data []byte, c Compression) ([]byte, error) {
 	switch c {
 	case Uncompressed:
 		return slices.Clone(data), nil
 	case Gzip:
 		var buf bytes.Buffer
-		zw, err := gzip.NewWriterLevel(&buf, gzip.DefaultCompression)
+		zw, err := gzip.NewWriterLevel(&buf, gzip.BestSpeed)
 		if err != nil {
 			return nil, err
 		}
@@ -192,7 +194,7 @@ func Compress(data []byte, c Compression) ([]byte, error) {
 		}
 		return buf.Bytes(), nil
 	case Zstd:
-		enc, err := zstd.NewWriter(nil, zstd.WithEncoderConcurrency(1))
+		enc, err := zstd.NewWriter(nil, zstd.WithEncoderConcurrency(1), zstd.WithEncoderLevel(zstd.SpeedFastest))
 		if err != nil {
 			return nil, err
 		}

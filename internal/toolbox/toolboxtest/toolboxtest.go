@@ -14,6 +14,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -241,13 +242,27 @@ func Image(tb testing.TB) imagebuild.Image {
 	}
 }
 
-// Built returns Image(tb), built.
+var built struct {
+	mu sync.Mutex
+	b  imagebuild.Built
+}
+
+// Built returns Image(tb), built. The build is made once per test process;
+// each call returns its own Blobs map (the blob bytes are shared: replace a
+// blob to tamper with it, do not modify it in place).
 func Built(tb testing.TB) imagebuild.Built {
 	tb.Helper()
-	b, err := imagebuild.Build(Image(tb))
-	if err != nil {
-		tb.Fatal(err)
+	built.mu.Lock()
+	defer built.mu.Unlock()
+	if built.b.Blobs == nil {
+		b, err := imagebuild.Build(Image(tb))
+		if err != nil {
+			tb.Fatal(err)
+		}
+		built.b = b
 	}
+	b := built.b
+	b.Blobs = maps.Clone(b.Blobs)
 	return b
 }
 
