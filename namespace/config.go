@@ -3,9 +3,8 @@
 package namespace
 
 import (
-	"encoding/json"
-
 	"github.com/berthrt/berth/mount"
+	"github.com/berthrt/berth/namespace/seccomp"
 )
 
 // Namespace names a Linux namespace the container gets a new instance of.
@@ -92,9 +91,11 @@ type Config struct {
 	// Process is the container's main process.
 	Process ProcessConfig `json:"process"`
 
-	// Seccomp is a seccomp profile in Docker's JSON format (see package
-	// namespace/seccomp). Nil means no filter (unconfined).
-	Seccomp json.RawMessage `json:"seccomp,omitempty"`
+	// Seccomp is the seccomp profile (seccomp.DefaultProfile() for
+	// Docker's), compiled for the container's capabilities and installed
+	// on the init and so on every process of the container. Nil means no
+	// filter (unconfined). Start compiles it once per distinct profile.
+	Seccomp *seccomp.Profile `json:"seccomp,omitempty"`
 
 	// MaskedPaths are made unreadable, ReadonlyPaths read-only. Nil means
 	// DefaultMaskedPaths and DefaultReadonlyPaths; an empty non-nil slice
@@ -179,6 +180,21 @@ type IDMap struct {
 	ContainerID int `json:"containerID"`
 	HostID      int `json:"hostID"`
 	Size        int `json:"size"`
+}
+
+// capabilities returns the capability names of the main process.
+func (c *Config) capabilities() []string {
+	if c.Privileged {
+		all := make([]string, len(capNames))
+		for i, n := range capNames {
+			all[i] = "CAP_" + n
+		}
+		return all
+	}
+	if c.Process.Capabilities == nil {
+		return DefaultCapabilities
+	}
+	return c.Process.Capabilities
 }
 
 func (c *Config) namespaces() []Namespace {

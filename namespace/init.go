@@ -43,11 +43,6 @@ func Init() {
 	}
 }
 
-// seccompInstall installs a seccomp profile (Docker JSON) on all threads,
-// given the container's capabilities. Set by seccomp.go when the seccomp
-// package is linked in; nil means seccomp is unavailable.
-var seccompInstall func(profile []byte, caps []string) error
-
 // initState is the init's view of its container.
 type initState struct {
 	cfg   *Config
@@ -142,12 +137,8 @@ func (s *initState) setup(stdio [3]*os.File) error {
 	if cfg.Privileged {
 		s.caps = allCaps(s.lastCap)
 	} else {
-		caps := cfg.Process.Capabilities
-		if caps == nil {
-			caps = DefaultCapabilities
-		}
 		var err error
-		if s.caps, err = capMask(caps, s.lastCap); err != nil {
+		if s.caps, err = capMask(cfg.capabilities(), s.lastCap); err != nil {
 			return stepErr("capabilities", err)
 		}
 	}
@@ -225,18 +216,8 @@ func (s *initState) lockDown() error {
 			return stepErr("no_new_privs", err)
 		}
 	}
-	if len(s.cfg.Seccomp) > 0 {
-		if seccompInstall == nil {
-			return stepErr("seccomp", errors.New("seccomp support is not linked in"))
-		}
-		caps := s.cfg.Process.Capabilities
-		if caps == nil {
-			caps = DefaultCapabilities
-		}
-		if s.cfg.Privileged {
-			caps = capNames
-		}
-		if err := seccompInstall(s.cfg.Seccomp, caps); err != nil {
+	if s.cfg.Seccomp != nil || s.host.SeccompProg != nil {
+		if err := installSeccomp(s.host.SeccompProg, s.cfg.Seccomp, s.cfg.capabilities()); err != nil {
 			return stepErr("seccomp", err)
 		}
 	}

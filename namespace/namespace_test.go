@@ -777,6 +777,9 @@ func BenchmarkStartTrue(b *testing.B) {
 	cfg := &Config{RootDir: root, Process: ProcessConfig{Args: []string{"/bin/true"}}}
 	ctx := context.Background()
 	durs := make([]time.Duration, 0, b.N)
+	var self0, kids0 unix.Rusage
+	_ = unix.Getrusage(unix.RUSAGE_SELF, &self0)
+	_ = unix.Getrusage(unix.RUSAGE_CHILDREN, &kids0)
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		t0 := time.Now()
@@ -792,6 +795,66 @@ func BenchmarkStartTrue(b *testing.B) {
 	}
 	b.StopTimer()
 	reportMedian(b, durs)
+	reportCPU(b, &self0, &kids0)
+}
+
+// reportCPU reports the CPU time used per operation by this process and by
+// its children (the supervisors and, through them, the containers'
+// processes): a figure that a loaded machine distorts less than wall time.
+func reportCPU(b *testing.B, self0, kids0 *unix.Rusage) {
+	var self1, kids1 unix.Rusage
+	_ = unix.Getrusage(unix.RUSAGE_SELF, &self1)
+	_ = unix.Getrusage(unix.RUSAGE_CHILDREN, &kids1)
+	tv := func(t unix.Timeval) float64 { return float64(t.Sec)*1e3 + float64(t.Usec)/1e3 }
+	cpu := func(r *unix.Rusage) float64 { return tv(r.Utime) + tv(r.Stime) }
+	n := float64(b.N)
+	b.ReportMetric((cpu(&self1)-cpu(self0))/n, "owner-cpu-ms/op")
+	b.ReportMetric((cpu(&kids1)-cpu(kids0))/n, "container-cpu-ms/op")
+}
+
+// BenchmarkRuncTrue is the same job done by Debian's runc, for a ratio.
+func BenchmarkRuncTrue(b *testing.B) {
+	runc := testutil.RequiresCommand(b, "runc")
+	root := rootfs(b)
+	bundle := b.TempDir()
+	if err := os.Rename(root, filepath.Join(bundle, "rootfs")); err != nil {
+		b.Fatal(err)
+	}
+	if err := os.Mkdir(root, 0o755); err != nil { // for rootfs's cleanup check
+		b.Fatal(err)
+	}
+	spec := exec.Command(runc, "spec")
+	spec.Dir = bundle
+	if out, err := spec.CombinedOutput(); err != nil {
+		b.Fatalf("runc spec: %v %s", err, out)
+	}
+	cfgPath := filepath.Join(bundle, "config.json")
+	data, err := os.ReadFile(cfgPath)
+	if err != nil {
+		b.Fatal(err)
+	}
+	data = bytes.Replace(data, []byte(`"terminal": true`), []byte(`"terminal": false`), 1)
+	data = bytes.Replace(data, []byte(`"sh"`), []byte(`"/bin/true"`), 1)
+	if err := os.WriteFile(cfgPath, data, 0o644); err != nil {
+		b.Fatal(err)
+	}
+	state := b.TempDir()
+	durs := make([]time.Duration, 0, b.N)
+	var self0, kids0 unix.Rusage
+	_ = unix.Getrusage(unix.RUSAGE_SELF, &self0)
+	_ = unix.Getrusage(unix.RUSAGE_CHILDREN, &kids0)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		t0 := time.Now()
+		cmd := exec.Command(runc, "--root", state, "run", "--bundle", bundle, fmt.Sprintf("berth-bench-%d-%d", os.Getpid(), i))
+		if out, err := cmd.CombinedOutput(); err != nil {
+			b.Fatalf("runc run: %v %s", err, out)
+		}
+		durs = append(durs, time.Since(t0))
+	}
+	b.StopTimer()
+	reportMedian(b, durs)
+	reportCPU(b, &self0, &kids0)
 }
 
 func reportMedian(b *testing.B, durs []time.Duration) {

@@ -70,6 +70,9 @@ type hostInfo struct {
 	ListenFD bool `json:"listenFD,omitempty"`
 	// NewCgroupNS: the cgroup namespace is already created by clone.
 	NewCgroupNS bool `json:"newCgroupNS,omitempty"`
+	// SeccompProg is the compiled filter (8 bytes per instruction), when
+	// the owner compiled it; Config.Seccomp is then not sent.
+	SeccompProg []byte `json:"seccompProg,omitempty"`
 }
 
 type cgroupMount struct {

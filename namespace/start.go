@@ -154,9 +154,6 @@ func (c *Config) validate() error {
 	if c.Detached && c.ControlDir == "" {
 		return fmt.Errorf("container %s: a detached container needs a ControlDir: %w", c.ID, errdefs.ErrInvalid)
 	}
-	if len(c.Seccomp) > 0 && seccompInstall == nil {
-		return fmt.Errorf("container %s: seccomp is not available: %w", c.ID, errdefs.ErrUnsupported)
-	}
 	for _, rl := range c.Process.Rlimits {
 		if _, ok := rlimitType(rl.Type); !ok {
 			return fmt.Errorf("container %s: unknown rlimit %q: %w", c.ID, rl.Type, errdefs.ErrInvalid)
@@ -336,8 +333,21 @@ func Start(ctx context.Context, cfg *Config, stdio Stdio, opts StartOptions) (*C
 	}
 	sfiles, have := pl.files()
 	extra = append(extra, sfiles...)
+	sendCfg := cfg
+	if cfg.Seccomp != nil {
+		prog, err := compileSeccomp(cfg.Seccomp, cfg.capabilities())
+		if err != nil {
+			return nil, cleanupStart(owner, theirs, pl, tmpClose, fmt.Errorf("container %s: seccomp: %w", cfg.ID, err))
+		}
+		if prog != nil {
+			host.SeccompProg = prog
+			c := *cfg
+			c.Seccomp = nil
+			sendCfg = &c
+		}
+	}
 	// The config goes into the socket before the init exists: no round trip.
-	if err := owner.send(&message{Op: "init", Config: cfg, Host: host, Stdio: have}, extra...); err != nil {
+	if err := owner.send(&message{Op: "init", Config: sendCfg, Host: host, Stdio: have}, extra...); err != nil {
 		return nil, cleanupStart(owner, theirs, pl, tmpClose, fmt.Errorf("sending the container config: %w", err))
 	}
 	closeFiles(tmpClose)

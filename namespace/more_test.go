@@ -1,0 +1,154 @@
+//go:build linux
+
+package namespace
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/berthrt/berth/namespace/seccomp"
+)
+
+func TestSeccomp(t *testing.T) {
+	cfg := newConfig(t, sh(`grep -E '^Seccomp:' /proc/self/status; sleep 100`))
+	cfg.Seccomp = seccomp.DefaultProfile()
+	var out lockedBuffer
+	c := startT(t, cfg, Stdio{Stdout: &out})
+	waitFor(t, func() bool { return strings.Contains(out.String(), "Seccomp") })
+	if !strings.Contains(out.String(), "Seccomp:\t2") {
+		t.Fatalf("main process: %q", out.String())
+	}
+	// Exec'd processes are filtered too, and the supervisor still works.
+	var eout bytes.Buffer
+	p, err := c.Exec(context.Background(), sh(`grep -E '^Seccomp:' /proc/self/status`), Stdio{Stdout: &eout})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st, err := p.Wait(context.Background()); err != nil || st.Code != 0 || !strings.Contains(eout.String(), "Seccomp:\t2") {
+		t.Fatalf("exec: %v %v %q", st, err, eout.String())
+	}
+	_ = c.Signal(syscall.SIGKILL)
+	if st, _ := c.Wait(context.Background()); st.Code != 137 {
+		t.Fatalf("status %v", st)
+	}
+
+	// A custom profile that denies mkdir.
+	eperm := uint(1)
+	deny := &seccomp.Profile{
+		DefaultAction: seccomp.ActAllow,
+		Syscalls:      []seccomp.Syscall{{Names: []string{"mkdir", "mkdirat"}, Action: seccomp.ActErrno, ErrnoRet: &eperm}},
+	}
+	cfg = newConfig(t, sh(`mkdir /tmp/x 2>/dev/null && echo made || echo denied`))
+	cfg.Seccomp = deny
+	if r := run(t, cfg, nil); strings.TrimSpace(r.stdout) != "denied" {
+		t.Fatalf("custom profile: %q %q", r.stdout, r.stderr)
+	}
+}
+
+func TestPrestart(t *testing.T) {
+	cfg := newConfig(t, sh(`cat /proc/self/cgroup >/dev/null; echo ran`))
+	var got int
+	var out bytes.Buffer
+	c, err := Start(context.Background(), cfg, Stdio{Stdout: &out}, StartOptions{Prestart: func(pid int) error {
+		got = pid
+		// The namespaces exist, the process does not run yet.
+		if l1, _ := os.Readlink("/proc/self/ns/pid"); l1 == "" {
+			return errors.New("no ns")
+		}
+		time.Sleep(20 * time.Millisecond)
+		if out.Len() != 0 {
+			return errors.New("the process ran before Prestart returned")
+		}
+		return nil
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got != c.Pid() {
+		t.Errorf("Prestart got pid %d, supervisor is %d", got, c.Pid())
+	}
+	if st, err := c.Wait(context.Background()); err != nil || st.Code != 0 || out.String() != "ran\n" {
+		t.Fatalf("%v %v %q", st, err, out.String())
+	}
+
+	// A failing Prestart aborts the start and leaves nothing behind.
+	var pid int
+	_, err = Start(context.Background(), cfg, Stdio{}, StartOptions{Prestart: func(p int) error {
+		pid = p
+		return errors.New("boom")
+	}})
+	if err == nil || !strings.Contains(err.Error(), "boom") {
+		t.Fatalf("got %v", err)
+	}
+	assertGone(t, pid)
+}
+
+func TestContextCancelledStart(t *testing.T) {
+	cfg := newConfig(t, sh("true"))
+	ctx, cancel := context.WithCancel(context.Background())
+	var pid int
+	_, err := Start(ctx, cfg, Stdio{}, StartOptions{Prestart: func(p int) error {
+		pid = p
+		cancel()
+		return nil
+	}})
+	if !errors.Is(err, context.Canceled) {
+		t.Fatalf("got %v", err)
+	}
+	assertGone(t, pid)
+}
+
+func TestConcurrentStarts(t *testing.T) {
+	root := rootfs(t)
+	const n = 20
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	t0 := time.Now()
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var out bytes.Buffer
+			c, err := Start(context.Background(), &Config{RootDir: root, Process: ProcessConfig{Args: []string{"/bin/echo", "hi"}}}, Stdio{Stdout: &out}, StartOptions{})
+			if err != nil {
+				errs <- err
+				return
+			}
+			st, err := c.Wait(context.Background())
+			if err == nil && (st.Code != 0 || out.String() != "hi\n") {
+				err = errors.New("bad result " + st.String() + " " + out.String())
+			}
+			errs <- err
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Error(err)
+		}
+	}
+	t.Logf("%d concurrent containers in %v", n, time.Since(t0))
+}
+
+// The package sits below berth: it must not import it, cgroup or netdev.
+func TestDependencies(t *testing.T) {
+	out, err := exec.Command("go", "list", "-deps", ".").Output()
+	if err != nil {
+		t.Skipf("go list: %v", err)
+	}
+	for _, dep := range strings.Fields(string(out)) {
+		switch dep {
+		case "github.com/berthrt/berth", "github.com/berthrt/berth/cgroup", "github.com/berthrt/berth/netdev", "github.com/berthrt/berth/layer":
+			t.Errorf("namespace imports %s", dep)
+		}
+	}
+}
