@@ -22,7 +22,7 @@ const maxInsns = 4096
 
 // label names a position in the program; next means the instruction that
 // follows.
-type label int
+type label int32
 
 const next label = -1
 

@@ -1,9 +1,9 @@
 package seccomp
 
 import (
+	"cmp"
 	"fmt"
 	"slices"
-	"sort"
 
 	"golang.org/x/net/bpf"
 
@@ -107,7 +107,7 @@ func Compile(p *Profile, arch string, caps []string) ([]bpf.RawInstruction, erro
 		byAudit[a.audit] = append(byAudit[a.audit], a)
 	}
 
-	var as assembler
+	as := assembler{ins: make([]ainsn, 0, 2048)}
 	sections := make([]label, len(audits))
 	as.ldw(offArch)
 	for i, au := range audits {
@@ -284,29 +284,32 @@ type sectionCompiler struct {
 // section emits the code for one audit architecture: the binary search
 // over the numbers of all its ABIs.
 func (c *sectionCompiler) section(abis []abi, rules []rule, badArch uint32) error {
-	perNr := map[uint32][]rule{}
+	// Every (number, rule) pair, sorted by number then profile order. The
+	// ABIs of one section never share a number.
+	type hit struct {
+		nr  uint32
+		idx int32
+	}
+	hits := make([]hit, 0, 1024)
 	x32 := false
 	for _, a := range abis {
 		if a.scmp == ArchX32 {
 			x32 = true
 		}
-		for _, r := range rules {
-			for _, n := range r.names {
-				nr, ok := a.nr(n)
-				if !ok {
-					continue
+		for ri := range rules {
+			for _, n := range rules[ri].names {
+				if nr, ok := a.nr(n); ok {
+					hits = append(hits, hit{nr, int32(ri)})
 				}
-				r := r
-				r.names = nil
-				perNr[nr] = append(perNr[nr], r)
 			}
 		}
 	}
-	nrs := make([]uint32, 0, len(perNr))
-	for nr := range perNr {
-		nrs = append(nrs, nr)
-	}
-	sort.Slice(nrs, func(i, j int) bool { return nrs[i] < nrs[j] })
+	slices.SortFunc(hits, func(a, b hit) int {
+		if a.nr != b.nr {
+			return cmp.Compare(a.nr, b.nr)
+		}
+		return cmp.Compare(a.idx, b.idx)
+	})
 
 	// Gaps: the default action; on x86-64 without x32 the x32 half of
 	// the number space is a foreign ABI.
@@ -316,7 +319,7 @@ func (c *sectionCompiler) section(abis []abi, rules []rule, badArch uint32) erro
 		}
 		return c.def
 	}
-	var blocks []block
+	blocks := make([]block, 0, 256)
 	add := func(b block) {
 		if n := len(blocks); n > 0 && b.rules == nil && blocks[n-1].rules == nil &&
 			blocks[n-1].ret == b.ret && blocks[n-1].hi+1 == b.lo {
@@ -336,11 +339,18 @@ func (c *sectionCompiler) section(abis []abi, rules []rule, badArch uint32) erro
 		}
 	}
 	var cur uint64
-	for _, nr := range nrs {
+	var idxs []int32
+	for i := 0; i < len(hits); {
+		nr := hits[i].nr
+		idxs = idxs[:0]
+		for ; i < len(hits) && hits[i].nr == nr; i++ {
+			if len(idxs) == 0 || idxs[len(idxs)-1] != hits[i].idx {
+				idxs = append(idxs, hits[i].idx)
+			}
+		}
 		addGap(cur, uint64(nr))
-		rs := order(perNr[nr])
-		if len(rs) > 0 && len(rs[0].conds) == 0 {
-			add(block{lo: nr, hi: nr, ret: rs[0].ret})
+		if rs := order(rules, idxs); rs == nil {
+			add(block{lo: nr, hi: nr, ret: rules[idxs[firstUncond(rules, idxs)]].ret})
 		} else {
 			add(block{lo: nr, hi: nr, rules: rs})
 		}
@@ -353,35 +363,39 @@ func (c *sectionCompiler) section(abis []abi, rules []rule, badArch uint32) erro
 	return nil
 }
 
-// order puts conditional rules first (profile order) and the first
-// unconditional rule last, dropping the unconditional rules after it.
-func order(rs []rule) []rule {
+func firstUncond(rules []rule, idxs []int32) int {
+	for i, x := range idxs {
+		if len(rules[x].conds) == 0 {
+			return i
+		}
+	}
+	return -1
+}
+
+// order returns the rules of one system call (idxs, in profile order) in
+// the order the program tries them: conditional rules first, in profile
+// order, then the first unconditional rule; rules after that one and
+// trailing conditional rules with its action are dropped. It returns nil
+// when the first unconditional rule alone decides.
+func order(rules []rule, idxs []int32) []rule {
+	u := firstUncond(rules, idxs)
 	var out []rule
-	var uncond *rule
-	for i := range rs {
-		if len(rs[i].conds) == 0 {
-			if uncond == nil {
-				uncond = &rs[i]
-			}
-			continue
+	for _, x := range idxs {
+		if len(rules[x].conds) > 0 {
+			out = append(out, rules[x])
 		}
-		out = append(out, rs[i])
 	}
-	if uncond != nil {
-		if len(out) == 0 {
-			return []rule{*uncond}
-		}
-		// Trailing conditional rules with the unconditional rule's
-		// action are moot.
-		for len(out) > 0 && out[len(out)-1].ret == uncond.ret {
-			out = out[:len(out)-1]
-		}
-		if len(out) == 0 {
-			return []rule{*uncond}
-		}
-		out = append(out, *uncond)
+	if u < 0 {
+		return out
 	}
-	return out
+	uncond := rules[idxs[u]]
+	for len(out) > 0 && out[len(out)-1].ret == uncond.ret {
+		out = out[:len(out)-1]
+	}
+	if len(out) == 0 {
+		return nil
+	}
+	return append(out, uncond)
 }
 
 // search emits a binary search over blocks, which cover the whole number
