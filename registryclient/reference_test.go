@@ -166,10 +166,10 @@ func FuzzWWWAuthenticate(f *testing.F) {
 
 func TestNextLink(t *testing.T) {
 	cases := map[string]string{
-		`</v2/x/tags/list?n=2&last=b>; rel="next"`:           "/v2/x/tags/list?n=2&last=b",
+		`</v2/x/tags/list?n=2&last=b>; rel="next"`:         "/v2/x/tags/list?n=2&last=b",
 		`<http://h/a>; rel=prev, <http://h/b>; rel="next"`: "http://h/b",
-		`<http://h/a>; rel="prev"`:                          "",
-		``:                                                  "",
+		`<http://h/a>; rel="prev"`:                         "",
+		``:                                                 "",
 	}
 	for in, want := range cases {
 		if got := nextLink([]string{in}); got != want {

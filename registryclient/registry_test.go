@@ -301,7 +301,6 @@ func TestIndexPlatformSelection(t *testing.T) {
 	}
 }
 
-
 func TestTLSBasicAuth(t *testing.T) {
 	reg := registrytest.Start(t, registrytest.Options{TLS: true, Htpasswd: map[string]string{"alice": "s3cret"}})
 	ctx := ctxT(t, time.Minute)
