@@ -193,7 +193,7 @@ func (s *initState) afterGo() error {
 		if err := unix.Unshare(unix.CLONE_NEWCGROUP); err != nil {
 			return stepErr("unshare cgroup namespace", os.NewSyscallError("unshare", err))
 		}
-		if !(s.userns && !s.cfg.has(NamespaceNet)) {
+		if !s.userns || len(s.host.CgroupV1) == 0 && s.cfg.has(NamespaceNet) {
 			if err := s.mountCgroups("/sys/fs/cgroup"); err != nil {
 				return err
 			}

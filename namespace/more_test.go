@@ -152,3 +152,30 @@ func TestDependencies(t *testing.T) {
 		}
 	}
 }
+
+func TestUserNamespace(t *testing.T) {
+	cfg := newConfig(t, sh(`id -u; cat /proc/self/uid_map; grep CapEff /proc/self/status; touch /tmp/f && stat -c %u /tmp/f; hostname`))
+	cfg.Namespaces = append(append([]Namespace(nil), DefaultNamespaces...), NamespaceUser)
+	cfg.UIDMappings = []IDMap{{ContainerID: 0, HostID: 100000, Size: 65536}}
+	cfg.GIDMappings = []IDMap{{ContainerID: 0, HostID: 100000, Size: 65536}}
+	// The rootfs belongs to the mapped root, as with userns-remap.
+	if err := chownTree(cfg.RootDir, 100000, 100000); err != nil {
+		t.Fatal(err)
+	}
+	for d := cfg.RootDir; d != "/" && d != os.TempDir(); d = filepathDir(d) {
+		_ = os.Chmod(d, 0o755)
+	}
+	r := run(t, cfg, nil)
+	var lines []string
+	for _, l := range strings.Split(strings.TrimSpace(r.stdout), "\n") {
+		lines = append(lines, strings.Join(strings.Fields(l), " "))
+	}
+	want := []string{"0", "0 100000 65536", "CapEff: 00000000a80425fb", "0", "berthtest"}
+	if strings.Join(lines, "|") != strings.Join(want, "|") {
+		t.Errorf("got %q, want %q (stderr %q)", lines, want, r.stderr)
+	}
+	st, err := os.Stat(cfg.RootDir + "/tmp/f")
+	if err != nil || st.Sys().(*syscall.Stat_t).Uid != 100000 {
+		t.Errorf("file created by container root: %v %v", st, err)
+	}
+}

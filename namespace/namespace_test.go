@@ -868,3 +868,14 @@ func reportMedian(b *testing.B, durs []time.Duration) {
 	}
 	b.ReportMetric(float64(durs[len(durs)/2].Microseconds())/1000, "ms-median")
 }
+
+func chownTree(root string, uid, gid int) error {
+	return filepath.Walk(root, func(p string, _ os.FileInfo, err error) error {
+		if err != nil {
+			return err
+		}
+		return os.Lchown(p, uid, gid)
+	})
+}
+
+func filepathDir(p string) string { return filepath.Dir(p) }

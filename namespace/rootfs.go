@@ -305,6 +305,19 @@ func (s *initState) setupSys(root string) error {
 	if err := doMount("sysfs", sys, "sysfs", flags, ""); err != nil {
 		return mountErr("mount /sys", err)
 	}
+	if s.userns && len(s.host.CgroupV1) > 0 {
+		// cgroup v1 cannot be mounted from a user namespace: bind the host's.
+		cg := sys + "/fs/cgroup"
+		if err := doMount("/sys/fs/cgroup", cg, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+			return mountErr("bind /sys/fs/cgroup", err)
+		}
+		if ro != 0 {
+			if err := unix.Mount("", cg, "", unix.MS_REMOUNT|unix.MS_BIND|flags, ""); err != nil {
+				return mountErr("read-only /sys/fs/cgroup", &mount.Error{Op: "remount", Target: cg, Err: err})
+			}
+		}
+		return nil
+	}
 	if !s.cgroupDeferred {
 		if err := s.mountCgroups(sys + "/fs/cgroup"); err != nil {
 			return err

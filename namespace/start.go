@@ -375,6 +375,9 @@ func Start(ctx context.Context, cfg *Config, stdio Stdio, opts StartOptions) (*C
 			cmd.SysProcAttr.GidMappings = append(cmd.SysProcAttr.GidMappings, syscall.SysProcIDMap{ContainerID: m.ContainerID, HostID: m.HostID, Size: m.Size})
 		}
 		cmd.SysProcAttr.GidMappingsEnableSetgroups = true
+		// Become the namespace's root before the exec, so that the init
+		// keeps its capabilities in the new user namespace.
+		cmd.SysProcAttr.Credential = &syscall.Credential{Uid: 0, Gid: 0}
 	}
 	if cfg.NetNS != "" {
 		err = startInNetNS(cmd, cfg.NetNS)
