@@ -4,35 +4,20 @@ package berth
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 
 	"github.com/berthrt/berth/internal/ids"
 	"github.com/berthrt/berth/namespace"
-	"github.com/berthrt/berth/namespace/seccomp"
 	"github.com/berthrt/berth/netdev"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 )
-
-var (
-	seccompOnce sync.Once
-	seccompJSON []byte
-)
-
-func defaultSeccompJSON() []byte {
-	seccompOnce.Do(func() {
-		seccompJSON, _ = json.Marshal(seccomp.DefaultProfile())
-	})
-	return seccompJSON
-}
 
 // netPlan is how a container joins its networks; attach runs in Prestart.
 type netPlan struct {

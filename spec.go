@@ -258,9 +258,13 @@ func (c *Container) namespaceConfig(ctx context.Context, rootfs []mount.Mount) (
 	}
 	if !cfg.Privileged && !cfg.SeccompUnconfined {
 		if cfg.Seccomp != nil {
-			n.Seccomp = cfg.Seccomp
+			p, err := seccomp.Load(strings.NewReader(string(cfg.Seccomp)))
+			if err != nil {
+				return nil, fmt.Errorf("seccomp profile: %w", err)
+			}
+			n.Seccomp = p
 		} else {
-			n.Seccomp = defaultSeccompJSON()
+			n.Seccomp = seccomp.DefaultProfile()
 		}
 	}
 	for _, m := range cfg.Mounts {
