@@ -58,9 +58,12 @@ type Cgroup struct {
 	res     Resources
 	fd      int // O_PATH fd of v2 for CLONE_INTO_CGROUP; -1 when none
 	devProg int // fd of the attached eBPF device program; -1 when none
-	deleted bool
-	ooms    uint64 // last oom_kill count seen, kept after Delete
-	stop    chan struct{}
+	// devProgOwned: devProg is this group's own, not a shared one.
+	devProgOwned bool
+	fresh        bool // made by New, not Load: nothing to detach
+	deleted      bool
+	ooms         uint64 // last oom_kill count seen, kept after Delete
+	stop         chan struct{}
 }
 
 // v2limits reports whether limits go to the unified tree.
@@ -135,6 +138,7 @@ func New(ctx context.Context, cfg Config) (*Cgroup, error) {
 	if err != nil {
 		return nil, err
 	}
+	c.fresh = true
 	for i, d := range c.dirs {
 		if err := c.mkdir(d); err != nil {
 			c.rmdirs(c.dirs[:i])
@@ -326,7 +330,7 @@ func (c *Cgroup) apply(old, new *Resources, fresh bool) error {
 			return err
 		}
 	}
-	if fresh || !sameDevices(old.Devices, new.Devices) {
+	if (fresh || !sameDevices(old.Devices, new.Devices)) && !c.h.noDevices {
 		if err := c.applyDevices(new.Devices, fresh); err != nil {
 			return err
 		}
@@ -389,21 +393,31 @@ func (c *Cgroup) applyDevices(rules []DeviceRule, fresh bool) error {
 		if allowAll {
 			return writeFile(dir, "devices.allow", "a")
 		}
-		if err := writeFile(dir, "devices.deny", "a"); err != nil {
+		// One open file per direction, one write per rule: the kernel
+		// parses a single rule per write.
+		allow, err := openWrite(dir, "devices.allow")
+		if err != nil {
+			return err
+		}
+		defer allow.close()
+		deny, err := openWrite(dir, "devices.deny")
+		if err != nil {
+			return err
+		}
+		defer deny.close()
+		if err := deny.write("a"); err != nil {
 			return err
 		}
 		for _, r := range rules {
-			f := "devices.deny"
+			f := deny
 			if r.Allow {
-				f = "devices.allow"
+				f = allow
 			}
+			v := r.String()
 			if r.Type == 'a' {
-				if err := writeFile(dir, f, "a *:* "+r.Access); err != nil {
-					return err
-				}
-				continue
+				v = "a *:* " + r.Access
 			}
-			if err := writeFile(dir, f, r.String()); err != nil {
+			if err := f.write(v); err != nil {
 				return err
 			}
 		}
@@ -571,10 +585,7 @@ func (c *Cgroup) closeFDs() {
 		unix.Close(c.fd)
 		c.fd = -1
 	}
-	if c.devProg >= 0 {
-		unix.Close(c.devProg)
-		c.devProg = -1
-	}
+	c.closeProg()
 }
 
 // rmdirs removes directories of a group being rolled back.
@@ -636,6 +647,30 @@ func writeFile(dir, name, v string) error {
 	}
 	return nil
 }
+
+// wfile is a cgroup file open for several writes.
+type wfile struct {
+	fd   int
+	path string
+}
+
+func openWrite(dir, name string) (wfile, error) {
+	p := dir + "/" + name
+	fd, err := unix.Open(p, unix.O_WRONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return wfile{}, &os.PathError{Op: "open", Path: p, Err: err}
+	}
+	return wfile{fd, p}, nil
+}
+
+func (f wfile) write(v string) error {
+	if _, err := unix.Write(f.fd, []byte(v)); err != nil {
+		return &os.PathError{Op: "write " + strconv.Quote(v) + " to", Path: f.path, Err: err}
+	}
+	return nil
+}
+
+func (f wfile) close() { unix.Close(f.fd) }
 
 // readString reads a small cgroup file, trimmed.
 func readString(p string) (string, error) {

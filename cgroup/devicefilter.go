@@ -4,8 +4,10 @@ package cgroup
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"runtime"
+	"sync"
 	"unsafe"
 
 	"github.com/berthrt/berth/errdefs"
@@ -199,37 +201,75 @@ type attachAttr struct {
 	replaceBpfFd uint32
 }
 
-// attachDeviceFilter loads the program for rules, attaches it to the v2
-// directory, and detaches the one it replaces.
+// Loading a program runs the verifier and JIT (about half a millisecond,
+// and the kernel frees programs lazily, so rapid reloads can hit EAGAIN).
+// The programs for Docker's default rules and for allow-all are loaded once
+// per process and shared by every group; other rule sets belong to their
+// group.
+var (
+	defaultProgOnce, allowAllProgOnce sync.Once
+	defaultProg, allowAllProg         int
+	defaultProgErr, allowAllProgErr   error
+)
+
+// deviceProgramFD returns a loaded program for rules and whether the
+// caller owns (must close) it.
+func deviceProgramFD(rules []DeviceRule) (int, bool, error) {
+	switch {
+	case sameDevices(rules, DefaultDevices()):
+		defaultProgOnce.Do(func() { defaultProg, defaultProgErr = loadDeviceProgram(rules) })
+		return defaultProg, false, defaultProgErr
+	case sameDevices(rules, AllowAllDevices()):
+		allowAllProgOnce.Do(func() { allowAllProg, allowAllProgErr = loadDeviceProgram(rules) })
+		return allowAllProg, false, allowAllProgErr
+	}
+	fd, err := loadDeviceProgram(rules)
+	return fd, true, err
+}
+
+// attachDeviceFilter attaches the program for rules to the v2 directory,
+// and detaches the one it replaces.
 func (c *Cgroup) attachDeviceFilter(rules []DeviceRule) error {
-	prog, err := loadDeviceProgram(rules)
+	prog, owned, err := deviceProgramFD(rules)
 	if err != nil {
-		if err == unix.EPERM {
+		if errors.Is(err, unix.EPERM) {
 			return fmt.Errorf("%w: %w", err, errdefs.ErrUnsupported)
 		}
 		return err
 	}
+	release := func() {
+		if owned {
+			unix.Close(prog)
+		}
+	}
 	dir, err := unix.Open(c.v2, unix.O_DIRECTORY|unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		unix.Close(prog)
+		release()
 		return fmt.Errorf("cgroup: open %s: %w", c.v2, err)
 	}
 	defer unix.Close(dir)
 	attr := attachAttr{targetFd: uint32(dir), attachBpfFd: uint32(prog), attachType: unix.BPF_CGROUP_DEVICE, attachFlags: unix.BPF_F_ALLOW_MULTI}
 	if _, err := bpf(unix.BPF_PROG_ATTACH, unsafe.Pointer(&attr), unsafe.Sizeof(attr)); err != nil {
-		unix.Close(prog)
+		release()
 		return fmt.Errorf("cgroup: attach device filter to %s: %w", c.v2, err)
 	}
 	if c.devProg >= 0 {
 		old := attachAttr{targetFd: uint32(dir), attachBpfFd: uint32(c.devProg), attachType: unix.BPF_CGROUP_DEVICE}
 		bpf(unix.BPF_PROG_DETACH, unsafe.Pointer(&old), unsafe.Sizeof(old))
-		unix.Close(c.devProg)
-	} else {
+		c.closeProg()
+	} else if !c.fresh {
 		// A group opened with Load may carry a program from its creator.
 		detachOthers(dir, prog)
 	}
-	c.devProg = prog
+	c.devProg, c.devProgOwned = prog, owned
 	return nil
+}
+
+func (c *Cgroup) closeProg() {
+	if c.devProg >= 0 && c.devProgOwned {
+		unix.Close(c.devProg)
+	}
+	c.devProg = -1
 }
 
 // detachOthers detaches every device program of the group but keep.

@@ -66,10 +66,13 @@ type host struct {
 	// delegate: enable controllers in subtree_control of the parent chain
 	// (v2 mode). Off when the v2 code runs on a hybrid host's unified mount.
 	delegate bool
-	// root is the group of the hierarchy root within the mount; "" or "/".
-	memsw bool // memory.memsw.* present (swap accounting)
+	// memsw: memory.memsw.* present (v1 swap accounting).
+	memsw bool
 	// blkioWeight is the v1 weight file: blkio.weight, blkio.bfq.weight or "".
 	blkioWeight string
+	// noDevices skips device rules (tests that map Resources into plain
+	// directories, where no eBPF program can be attached).
+	noDevices bool
 }
 
 var (
