@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 
+	"golang.org/x/net/bpf"
+
 	"github.com/berthrt/berth/errdefs"
 )
 
@@ -426,9 +428,21 @@ func TestDefaultSize(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		t.Logf("%s: %d instructions", arch, len(prog))
+		longest := longestPath(prog)
+		n := targets[arch].native
+		nrRead, _ := n.nr("read")
+		nrFutex, _ := n.nr("futex")
+		_, stepsRead := interpret(prog, data{nr: nrRead, arch: n.audit})
+		_, stepsFutex := interpret(prog, data{nr: nrFutex, arch: n.audit})
+		t.Logf("%s: %d instructions, at most %d run per call; %d for read, %d for futex",
+			arch, len(prog), longest, stepsRead, stepsFutex)
 		if len(prog) > 1500 {
 			t.Errorf("%s: %d instructions", arch, len(prog))
+		}
+		// arch check, number load, binary search, argument checks of
+		// the longest rule chain (personality: five rules).
+		if longest > 60 {
+			t.Errorf("%s: %d instructions on the longest path", arch, longest)
 		}
 	}
 }
@@ -440,4 +454,72 @@ func BenchmarkCompileDefault(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// longestPath is the most instructions any system call makes the program
+// run (jumps only go forward, so a backward pass finds it).
+func longestPath(prog []bpf.RawInstruction) int {
+	steps := make([]int, len(prog)+1)
+	for i := len(prog) - 1; i >= 0; i-- {
+		in := prog[i]
+		switch in.Op {
+		case opRetK:
+			steps[i] = 1
+		case opJa:
+			steps[i] = 1 + steps[i+1+int(in.K)]
+		case opJeqK, opJgtK, opJgeK:
+			steps[i] = 1 + max(steps[i+1+int(in.Jt)], steps[i+1+int(in.Jf)])
+		default:
+			steps[i] = 1 + steps[i+1]
+		}
+	}
+	return steps[0]
+}
+
+// interpret runs prog on d as the kernel would on a little-endian machine
+// and counts the instructions run.
+func interpret(prog []bpf.RawInstruction, d data) (ret uint32, steps int) {
+	words := func(off uint32) uint32 {
+		switch {
+		case off == 0:
+			return d.nr
+		case off == 4:
+			return d.arch
+		case off >= 16 && off < 64:
+			a := d.args[(off-16)/8]
+			if off%8 == 0 {
+				return uint32(a)
+			}
+			return uint32(a >> 32)
+		}
+		return 0
+	}
+	var a uint32
+	for pc := 0; pc < len(prog); pc++ {
+		in := prog[pc]
+		steps++
+		switch in.Op {
+		case opLdAbsW:
+			a = words(in.K)
+		case opAndK:
+			a &= in.K
+		case opJa:
+			pc += int(in.K)
+		case opJeqK, opJgtK, opJgeK:
+			cond := a == in.K
+			if in.Op == opJgtK {
+				cond = a > in.K
+			} else if in.Op == opJgeK {
+				cond = a >= in.K
+			}
+			if cond {
+				pc += int(in.Jt)
+			} else {
+				pc += int(in.Jf)
+			}
+		case opRetK:
+			return in.K, steps
+		}
+	}
+	return 0, steps
 }

@@ -25,11 +25,12 @@
 //     default action (ERRNO(EPERM) when the default would allow);
 //  2. loads the system call number and finds its decision by binary search
 //     over ranges of numbers: consecutive numbers with the same plain
-//     decision (allowed, or the default) form one range, so Docker's
-//     profile on amd64 needs about eight comparisons per call wherever the
-//     number falls, instead of a linear walk of ~370 rules that favours
-//     whatever happens to come first. No profile-order or frequency
-//     guessing is needed;
+//     decision (allowed, or the default) form one range. Every call costs
+//     about the same, with no guessing of which calls are frequent: under
+//     Docker's profile read and futex run 11 and 12 instructions on amd64
+//     (10 on arm64) and no call more than 32, where a linear list
+//     (libseccomp's default layout) walks up to ~370 comparisons for a
+//     call near its end;
 //  3. for a call with argument rules, tests them in order, comparing 64-bit
 //     arguments as two 32-bit words (high word first) and returns the
 //     first matching rule's action.
@@ -37,8 +38,10 @@
 // Classic BPF conditional jumps reach 255 instructions; the assembler
 // routes longer jumps through JA trampolines and lays the program out again
 // until every jump fits. The result must stay under the kernel's 4096
-// instructions: Docker's profile compiles to about 700 on amd64 (with the
-// i386 and x32 sections) and 500 on arm64.
+// instructions: Docker's profile compiles to 691 on amd64 (with the i386
+// and x32 sections) and 497 on arm64, in a fraction of a millisecond
+// (BenchmarkCompileDefault); a runtime starting many containers with the
+// same capabilities can compile once and pass the program to InstallFilter.
 //
 // System call numbers come from golang.org/x/sys/unix (zsysnum.go is
 // generated from its tables by mksysnum.go, so every architecture's table is

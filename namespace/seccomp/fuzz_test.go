@@ -66,8 +66,12 @@ func FuzzLoadCompile(f *testing.F) {
 				{nr: nr, arch: tg.native.audit, args: [6]uint64{a2, a1, a0}},
 			}
 			for _, d := range inputs {
-				if got, want := runVM(t, vm, d), ref(t, p, arch, caps, d); got != want {
+				got := runVM(t, vm, d)
+				if want := ref(t, p, arch, caps, d); got != want {
 					t.Fatalf("%s %+v: got %#x, want %#x", arch, d, got, want)
+				}
+				if r, _ := interpret(prog, d); r != got {
+					t.Fatalf("%s %+v: interpreter says %#x, VM %#x", arch, d, r, got)
 				}
 			}
 		}
