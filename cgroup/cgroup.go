@@ -184,8 +184,19 @@ func Load(cfg Config) (*Cgroup, error) {
 	return c, nil
 }
 
+// parentsReady remembers the parent directories this process has set up
+// (cpuset filled, v2 controllers enabled), so that work is done once even
+// when the parent was made by someone else.
+var parentsReady sync.Map
+
 // mkdir creates one directory of the group, and its parent on first use.
 func (c *Cgroup) mkdir(d string) error {
+	if pd := filepath.Dir(d); !isReady(pd) {
+		if err := c.ensureParent(pd); err != nil {
+			return err
+		}
+		parentsReady.Store(pd, true)
+	}
 	err := unix.Mkdir(d, 0o755)
 	if err == unix.ENOENT {
 		if err = c.ensureParent(filepath.Dir(d)); err == nil {
@@ -199,6 +210,11 @@ func (c *Cgroup) mkdir(d string) error {
 		return fmt.Errorf("cgroup: create %s: %w", d, errdefs.ErrAlreadyExists)
 	}
 	return fmt.Errorf("cgroup: create %s: %w", d, err)
+}
+
+func isReady(dir string) bool {
+	_, ok := parentsReady.Load(dir)
+	return ok
 }
 
 // ensureParent creates the parent chain of a group in one hierarchy. On v1
@@ -270,16 +286,16 @@ func enableControllers(dir string) error {
 	for _, f := range strings.Fields(on) {
 		have[f] = true
 	}
-	var want []string
+	// One controller per write: one the kernel refuses (a threaded
+	// subtree, a controller held by another manager) must not keep the
+	// others off. A missing controller shows later as ErrUnsupported when a
+	// limit needs it.
 	for _, f := range strings.Fields(avail) {
 		if !have[f] && contains(v2Controllers, f) {
-			want = append(want, "+"+f)
+			writeFile(dir, "cgroup.subtree_control", "+"+f)
 		}
 	}
-	if len(want) == 0 {
-		return nil
-	}
-	return writeFile(dir, "cgroup.subtree_control", strings.Join(want, " "))
+	return nil
 }
 
 func contains(l []string, s string) bool {

@@ -5,6 +5,7 @@ package cgroup
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -661,4 +662,54 @@ func TestCleanup(t *testing.T) {
 		t.Fatal(err)
 	}
 	h.wait(t, 10*time.Second)
+}
+
+// TestIOThrottle: --device-write-bps caps direct writes to the disk that
+// holds the test's temporary directory.
+func TestIOThrottle(t *testing.T) {
+	testutil.RequiresRoot(t)
+	dir := t.TempDir()
+	var st unix.Stat_t
+	if err := unix.Stat(dir, &st); err != nil {
+		t.Fatal(err)
+	}
+	maj, min := int64(unix.Major(st.Dev)), int64(unix.Minor(st.Dev))
+	if _, err := os.Stat(fmt.Sprintf("/sys/dev/block/%d:%d", maj, min)); err != nil {
+		t.Skipf("%s is not on a block device (%d:%d)", dir, maj, min)
+	}
+	const rate = 1 << 20
+	c, err := New(context.Background(), Config{Parent: randomParent(t), Name: "io",
+		Resources: Resources{BlkioDeviceWriteBps: []ThrottleDevice{{maj, min, rate}}}})
+	if errors.Is(err, unix.ENODEV) {
+		t.Skipf("device %d:%d takes no throttle: %v", maj, min, err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx := cancelCtx(t, 10*time.Second)
+		c.Kill(ctx)
+		c.Delete(ctx)
+		cleanup(c.h, c.Parent(), nil)
+		assertNoDirs(t, c.h, c.Parent())
+	})
+	h := startHelper(t, -1)
+	if err := c.Add(h.cmd.Process.Pid); err != nil {
+		t.Fatal(err)
+	}
+	ms, err := strconv.Atoi(h.must(t, "dwrite "+filepath.Join(dir, "f")+" 3"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("3 MB of direct writes at %d B/s took %d ms", rate, ms)
+	if ms < 1500 {
+		t.Errorf("3 MB written in %d ms under a 1 MB/s cap", ms)
+	}
+	s, err := c.Stats()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.IO.WriteBytes < 3<<20 {
+		t.Errorf("io stats: %+v, want at least 3 MB written", s.IO)
+	}
 }

@@ -84,6 +84,29 @@ func helperMain() {
 					fmt.Println(strings.TrimSpace(v))
 				}
 			}
+		case "dwrite": // dwrite PATH MB: O_DIRECT writes of 1 MB, answers the ms taken
+			n, _ := strconv.Atoi(f[2])
+			buf, err := syscall.Mmap(-1, 0, 1<<20, syscall.PROT_READ|syscall.PROT_WRITE, syscall.MAP_ANON|syscall.MAP_PRIVATE)
+			if err != nil {
+				fmt.Println(err)
+				continue
+			}
+			fd, err := syscall.Open(f[1], syscall.O_WRONLY|syscall.O_CREAT|syscall.O_DIRECT, 0o644)
+			if err != nil {
+				fmt.Println(err)
+				continue
+			}
+			start := time.Now()
+			for i := 0; i < n && err == nil; i++ {
+				_, err = syscall.Write(fd, buf)
+			}
+			syscall.Fsync(fd)
+			syscall.Close(fd)
+			if err != nil {
+				fmt.Println(err)
+				continue
+			}
+			fmt.Println(time.Since(start).Milliseconds())
 		case "cgroup":
 			b, _ := os.ReadFile("/proc/self/cgroup")
 			fmt.Println(strings.ReplaceAll(strings.TrimSpace(string(b)), "\n", ";"))
