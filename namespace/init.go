@@ -91,9 +91,7 @@ func runInit() {
 		os.Exit(125)
 	}
 	s.owner = c
-	c.buf = make([]byte, maxMessage)
-	m, files, err := c.recv()
-	c.buf = make([]byte, 64<<10)
+	m, files, err := c.recvSized()
 	if err != nil || m.Op != "init" || m.Config == nil || m.Host == nil {
 		s.fail("receive config", fmt.Errorf("bad init message: %v", err))
 	}
@@ -112,6 +110,10 @@ func runInit() {
 	}
 	closeFiles(files)
 
+	if !s.cfg.has(NamespacePID) {
+		// Not PID 1: adopt orphans anyway, to reap them.
+		_ = unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+	}
 	if err := s.setup(stdio); err != nil {
 		s.fail("setup", err)
 	}
@@ -458,11 +460,7 @@ func (sv *supervisor) notify(p *proc, watchers []*watcher) {
 func (sv *supervisor) exit(st ExitStatus) {
 	sv.s.writeStatus(st)
 	if !sv.s.pidns {
-		sv.lock()
-		for pid := range sv.procs {
-			_ = unix.Kill(pid, unix.SIGKILL)
-		}
-		sv.unlock()
+		killDescendants()
 	}
 	os.Exit(st.Code & 0xff)
 }
@@ -472,11 +470,7 @@ func (sv *supervisor) killAll() {
 	if sv.s.pidns {
 		_ = unix.Kill(-1, unix.SIGKILL) // as PID 1: everything in the namespace but us
 	} else {
-		sv.lock()
-		for pid := range sv.procs {
-			_ = unix.Kill(pid, unix.SIGKILL)
-		}
-		sv.unlock()
+		killDescendants()
 	}
 	st := ExitStatus{Code: 137, Signal: unix.SIGKILL, OwnerGone: true}
 	sv.s.writeStatus(st)
@@ -521,7 +515,7 @@ func (sv *supervisor) serveConn(c *conn, owner bool) {
 		bound = sv.main
 	}
 	for {
-		m, files, err := c.recv()
+		m, files, err := c.recvSized()
 		if err != nil {
 			if owner && !sv.s.cfg.Detached && (err == io.EOF || isConnReset(err)) {
 				sv.killAll()
@@ -638,4 +632,27 @@ func (sv *supervisor) exec(c *conn, m *message, files []*os.File) (*proc, error)
 	_ = sv.started(c, p, false)
 	close(w.ready)
 	return p, nil
+}
+
+// killDescendants kills every descendant of the init, for a container
+// without its own PID namespace (where kill(-1) would hit the host). As a
+// child subreaper the init has adopted the orphans, so the tree is complete.
+func killDescendants() {
+	for round := 0; round < 3; round++ {
+		queue := []int{os.Getpid()}
+		found := false
+		for len(queue) > 0 {
+			pid := queue[0]
+			queue = queue[1:]
+			kids, _ := childrenOf(pid)
+			for _, k := range kids {
+				_ = unix.Kill(k, unix.SIGKILL)
+				found = true
+				queue = append(queue, k)
+			}
+		}
+		if !found {
+			return
+		}
+	}
 }

@@ -6,14 +6,18 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/berthrt/berth/mount"
 	"github.com/berthrt/berth/namespace/seccomp"
 )
 
@@ -178,4 +182,116 @@ func TestUserNamespace(t *testing.T) {
 	if err != nil || st.Sys().(*syscall.Stat_t).Uid != 100000 {
 		t.Errorf("file created by container root: %v %v", st, err)
 	}
+}
+
+// TestSupervisorMemory measures the host memory of an idle container's
+// supervisor (PSS: shared pages divided among their users).
+func TestSupervisorMemory(t *testing.T) {
+	c := startT(t, newConfig(t, sh("sleep 100")), Stdio{})
+	time.Sleep(100 * time.Millisecond)
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(c.Pid()) + "/smaps_rollup")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fields := map[string]string{}
+	for _, l := range strings.Split(string(b), "\n") {
+		if k, v, ok := strings.Cut(l, ":"); ok {
+			fields[k] = strings.TrimSpace(v)
+		}
+	}
+	t.Logf("supervisor: Rss %s, Pss %s, Pss_Anon %s, Pss_File %s (binary %s)", fields["Rss"], fields["Pss"], fields["Pss_Anon"], fields["Pss_File"], selfExe.kind)
+	var kb int
+	fmt.Sscanf(fields["Pss"], "%d kB", &kb)
+	if kb > 16<<10 {
+		t.Errorf("supervisor PSS %d kB", kb)
+	}
+}
+
+func BenchmarkExecTrue(b *testing.B) {
+	cfg := &Config{RootDir: rootfs(b), Process: ProcessConfig{Args: []string{"/bin/sleep", "1000"}}}
+	c, err := Start(context.Background(), cfg, Stdio{}, StartOptions{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	ctx := context.Background()
+	durs := make([]time.Duration, 0, b.N)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		t0 := time.Now()
+		p, err := c.Exec(ctx, ProcessConfig{Args: []string{"/bin/true"}}, Stdio{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if st, err := p.Wait(ctx); err != nil || st.Code != 0 {
+			b.Fatal(st, err)
+		}
+		durs = append(durs, time.Since(t0))
+	}
+	b.StopTimer()
+	reportMedian(b, durs)
+}
+
+// BenchmarkStartTrueSeccomp is BenchmarkStartTrue with Docker's seccomp profile.
+func BenchmarkStartTrueSeccomp(b *testing.B) {
+	cfg := &Config{RootDir: rootfs(b), Process: ProcessConfig{Args: []string{"/bin/true"}}, Seccomp: seccomp.DefaultProfile()}
+	ctx := context.Background()
+	durs := make([]time.Duration, 0, b.N)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		t0 := time.Now()
+		c, err := Start(ctx, cfg, Stdio{}, StartOptions{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if st, err := c.Wait(ctx); err != nil || st.Code != 0 {
+			b.Fatal(st, err)
+		}
+		durs = append(durs, time.Since(t0))
+	}
+	b.StopTimer()
+	reportMedian(b, durs)
+}
+
+// The layer store's snapshot mounts are performed inside the container's
+// mount namespace: the host never sees them.
+func TestOverlayRootfs(t *testing.T) {
+	lower := rootfs(t)
+	base := t.TempDir()
+	upper, work, root := filepath.Join(base, "upper"), filepath.Join(base, "work"), filepath.Join(base, "root")
+	for _, d := range []string{upper, work, root} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cfg := &Config{RootDir: root, Process: sh(`echo new > /created; cat /etc/group | head -1; grep ' / ' /proc/mounts | cut -d' ' -f3`),
+		Rootfs: []mount.Mount{{Type: "overlay", Source: "overlay", Options: []string{
+			"lowerdir=" + lower, "upperdir=" + upper, "workdir=" + work}}}}
+	r := run(t, cfg, nil)
+	if r.stdout != "root:x:0:\noverlay\n" {
+		t.Fatalf("got %q %q", r.stdout, r.stderr)
+	}
+	if b, err := os.ReadFile(filepath.Join(upper, "created")); err != nil || string(b) != "new\n" {
+		t.Fatalf("upper: %q %v", b, err)
+	}
+	if _, err := os.Stat(filepath.Join(lower, "created")); err == nil {
+		t.Fatal("wrote to the lower dir")
+	}
+	assertNoMounts(t, base)
+}
+
+// Without a PID namespace the supervisor still takes every process down
+// with the main one.
+func TestNoPIDNamespace(t *testing.T) {
+	cfg := newConfig(t, sh(`sleep 1000 & echo $!; sleep 0.1`))
+	cfg.Namespaces = []Namespace{NamespaceMount, NamespaceUTS, NamespaceIPC, NamespaceNet}
+	r := run(t, cfg, nil)
+	pid, err := strconv.Atoi(strings.TrimSpace(r.stdout))
+	if err != nil {
+		t.Fatalf("got %q %q", r.stdout, r.stderr)
+	}
+	if pid < 100 {
+		t.Logf("background pid %d (host pid namespace expected)", pid)
+	}
+	assertGone(t, pid)
 }

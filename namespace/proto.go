@@ -92,7 +92,7 @@ type conn struct {
 }
 
 func newConn(c *net.UnixConn) *conn {
-	return &conn{c: c, buf: make([]byte, 64<<10), oob: make([]byte, unix.CmsgSpace(8*4))}
+	return &conn{c: c, buf: make([]byte, 16<<10), oob: make([]byte, unix.CmsgSpace(8*4))}
 }
 
 // connFromFile turns a socket fd into a conn; f is closed.
@@ -140,6 +140,34 @@ func (c *conn) send(m *message, files ...*os.File) error {
 
 // recv reads one message and the files attached to it. It returns io.EOF
 // when the other end is closed.
+// recvSized is recv for a message of any size up to maxMessage: it peeks at
+// the size first, so that the buffer is no bigger than the message.
+func (c *conn) recvSized() (*message, []*os.File, error) {
+	rc, err := c.c.SyscallConn()
+	if err != nil {
+		return nil, nil, err
+	}
+	var n int
+	var rerr error
+	var one [1]byte
+	err = rc.Read(func(fd uintptr) bool {
+		n, _, _, _, rerr = unix.Recvmsg(int(fd), one[:], nil, unix.MSG_PEEK|unix.MSG_TRUNC)
+		return rerr != unix.EAGAIN
+	})
+	if err == nil {
+		err = rerr
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	if n > len(c.buf) && n <= maxMessage {
+		old := c.buf
+		c.buf = make([]byte, n)
+		defer func() { c.buf = old }()
+	}
+	return c.recv()
+}
+
 func (c *conn) recv() (*message, []*os.File, error) {
 	rc, err := c.c.SyscallConn()
 	if err != nil {

@@ -546,13 +546,15 @@ func pidfdPid(f *os.File) int {
 func (p *Process) startIO(stdio Stdio, pl *stdioPlumbing) {
 	if p.master != nil {
 		m := p.master
-		if stdio.Stdout != nil {
-			p.copying.Add(1)
-			go func() {
-				defer p.copying.Done()
-				_, _ = io.Copy(stdio.Stdout, m)
-			}()
+		out := stdio.Stdout
+		if out == nil {
+			out = io.Discard // drain, or the process blocks on a full pty
 		}
+		p.copying.Add(1)
+		go func() {
+			defer p.copying.Done()
+			_, _ = io.Copy(out, m)
+		}()
 		if stdio.Stdin != nil {
 			go func() {
 				_, _ = io.Copy(m, stdio.Stdin)
@@ -602,10 +604,15 @@ func (p *Process) waitLoop() {
 			}
 		}
 	} else if !got {
-		if st, ok := p.c.readStatus(); ok && p.c.main == p {
-			p.status = st
+		if p.c.main == p {
+			if st, ok := p.c.readStatus(); ok {
+				p.status = st
+			} else {
+				p.err = fmt.Errorf("container %s: the container's init exited before reporting the status: %w", p.c.id, errdefs.ErrUnavailable)
+			}
 		} else {
-			p.err = fmt.Errorf("container %s: the container's init exited before reporting the status: %w", p.c.id, errdefs.ErrUnavailable)
+			// The init is gone, and with it (PID namespace) every process.
+			p.status = ExitStatus{Code: 128 + int(syscall.SIGKILL), Signal: syscall.SIGKILL}
 		}
 	}
 	p.copying.Wait()
