@@ -89,7 +89,8 @@ type Client struct {
 // RetryPolicy says how often and how patiently a request is repeated after
 // a network error, a timeout, or a 408, 429 or 5xx answer. The delay
 // doubles from MinDelay up to MaxDelay, with jitter; a Retry-After header
-// (up to MaxDelay*4) replaces it. A blob download that made progress since
+// replaces it (up to MaxRetryAfter). A wait that would outlast the
+// context's deadline is not started: the call fails at once. A blob download that made progress since
 // its last failure does not count that failure.
 type RetryPolicy struct {
 	// Attempts is the number of tries per request. Zero: 5; 1: no retries.
@@ -98,6 +99,16 @@ type RetryPolicy struct {
 	MinDelay time.Duration
 	// MaxDelay caps a wait. Zero: 5 s.
 	MaxDelay time.Duration
+	// MaxRetryAfter caps the wait a server asks for with Retry-After.
+	// Zero: 1 minute.
+	MaxRetryAfter time.Duration
+}
+
+func (p RetryPolicy) maxRetryAfter() time.Duration {
+	if p.MaxRetryAfter <= 0 {
+		return time.Minute
+	}
+	return p.MaxRetryAfter
 }
 
 func (p RetryPolicy) attempts() int {
@@ -460,7 +471,7 @@ func (c *Client) send(ctx context.Context, ep *endpoint, r *request) (*http.Resp
 			attempt-- // an auth round trip is not a failed attempt
 			continue
 		case retryableStatus(resp.StatusCode):
-			wait = retryAfter(resp.Header.Get("Retry-After"), c.Retry.maxDelay()*4)
+			wait = retryAfter(resp.Header.Get("Retry-After"), c.Retry.maxRetryAfter())
 			lastErr = newError(resp)
 		default:
 			return resp, nil
@@ -474,6 +485,9 @@ func (c *Client) send(ctx context.Context, ep *endpoint, r *request) (*http.Resp
 		}
 		if wait == 0 {
 			wait = c.Retry.delay(attempt)
+		}
+		if dl, ok := ctx.Deadline(); ok && time.Until(dl) < wait {
+			return nil, fmt.Errorf("%s %s: not waiting %v to retry past the deadline: %w: %w", r.method, redactURL(u), wait, lastErr, errdefs.ErrUnavailable)
 		}
 		c.log().Debug("registry request failed; retrying", "method", r.method, "url", redactURL(u), "attempt", attempt, "wait", wait, "err", lastErr)
 		if err := sleepCtx(ctx, wait); err != nil {
@@ -506,7 +520,7 @@ func (c *Client) sendSimple(ctx context.Context, tr http.RoundTripper, build fun
 			}
 			lastErr = err
 		case retryableStatus(resp.StatusCode):
-			wait = retryAfter(resp.Header.Get("Retry-After"), c.Retry.maxDelay()*4)
+			wait = retryAfter(resp.Header.Get("Retry-After"), c.Retry.maxRetryAfter())
 			lastErr = newError(resp)
 		default:
 			return resp, nil

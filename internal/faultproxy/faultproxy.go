@@ -40,7 +40,8 @@ type Rule struct {
 	RetryAfter string
 
 	// ResetEvery resets the connection (TCP RST) after this many body
-	// bytes of each matching response.
+	// bytes of each matching response, once the client's kernel has
+	// acknowledged them (on Linux; elsewhere in-flight bytes may be lost).
 	ResetEvery int64
 	// StallAfter bytes of the body, the proxy stops sending for Stall (or
 	// until the client goes away). With StallAfter 0, it stalls before
@@ -284,6 +285,13 @@ func resetConn(w http.ResponseWriter) {
 	}
 	bufrw.Flush()
 	if tc, ok := conn.(*net.TCPConn); ok {
+		// Wait (briefly) until the peer has acknowledged what was sent, so
+		// the fault is "N bytes, then a reset", not "N bytes minus whatever
+		// the kernel still had queued".
+		deadline := time.Now().Add(time.Second)
+		for unsent(tc) > 0 && time.Now().Before(deadline) {
+			time.Sleep(time.Millisecond)
+		}
 		tc.SetLinger(0)
 	}
 	conn.Close()

@@ -1,0 +1,7 @@
+//go:build !linux
+
+package faultproxy
+
+import "net"
+
+func unsent(*net.TCPConn) int { return 0 }
