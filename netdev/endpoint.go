@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
@@ -298,9 +299,11 @@ func (m *Manager) reserve(ctx context.Context, cfg *EndpointConfig, own owner, n
 			return nil, nil, false, err
 		}
 	}
-	if _, err := m.host.LinkByName(s.Network.Bridge); isNotFound(err) {
-		if err := m.restoreNetwork(ctx, &s.Network); err != nil {
-			return nil, nil, false, err
+	if _, known := m.bridges.Load(s.Network.Bridge); !known {
+		if _, err := m.host.LinkByName(s.Network.Bridge); isNotFound(err) {
+			if err := m.restoreNetwork(ctx, &s.Network); err != nil {
+				return nil, nil, false, err
+			}
 		}
 	}
 	hostsFiles = cfg.HostsPath != ""
@@ -431,14 +434,22 @@ func (m *Manager) update(ctx context.Context, ep *epState) error {
 // wire creates the veth pair with its far end directly in the container's
 // namespace under its final name, and configures that end.
 func (m *Manager) wire(ch *netlink.Handle, ns netns.NsHandle, n *Network, ep *epState) error {
-	br, err := m.host.LinkByName(n.Bridge)
-	if err != nil {
-		return fmt.Errorf("bridge %s: %w", n.Bridge, err)
+	brIndex, cached := m.bridges.Load(n.Bridge)
+	if !cached {
+		br, err := m.host.LinkByName(n.Bridge)
+		if err != nil {
+			return fmt.Errorf("bridge %s: %w", n.Bridge, err)
+		}
+		if _, ok := br.(*netlink.Bridge); !ok {
+			return fmt.Errorf("link %s is not a bridge: %w", n.Bridge, errdefs.ErrInvalid)
+		}
+		brIndex = br.Attrs().Index
+		m.bridges.Store(n.Bridge, brIndex)
 	}
 	la := netlink.NewLinkAttrs()
 	la.Name = ep.HostIfName
 	la.MTU = ep.MTU
-	la.MasterIndex = br.Attrs().Index
+	la.MasterIndex = brIndex.(int)
 	la.Flags = net.FlagUp
 	veth := &netlink.Veth{
 		LinkAttrs:        la,
@@ -450,6 +461,11 @@ func (m *Manager) wire(ch *netlink.Handle, ns netns.NsHandle, n *Network, ep *ep
 	if err := m.host.LinkAdd(veth); err != nil {
 		if errors.Is(err, unix.EEXIST) {
 			return fmt.Errorf("add veth %s/%s: %s exists: %w", ep.HostIfName, ep.IfName, ep.IfName, errdefs.ErrAlreadyExists)
+		}
+		if cached {
+			// The bridge may have been removed and made again: look it up.
+			m.bridges.Delete(n.Bridge)
+			return m.wire(ch, ns, n, ep)
 		}
 		return fmt.Errorf("add veth %s/%s: %w", ep.HostIfName, ep.IfName, err)
 	}
@@ -473,7 +489,44 @@ func (m *Manager) wire(ch *netlink.Handle, ns netns.NsHandle, n *Network, ep *ep
 	if err := ch.RouteAdd(route); err != nil && !errors.Is(err, unix.EEXIST) {
 		return fmt.Errorf("default route via %s: %w", ep.Gateway, err)
 	}
+	m.waitOperUp(ch, link.Attrs().Index, ep.HostIfName, la.MasterIndex)
 	return nil
+}
+
+// waitOperUp waits until both ends of a new veth pair are operationally
+// up. The kernel applies a carrier change (and swaps a device's "noop"
+// queue, which drops every packet, for a real one) asynchronously, in its
+// link-watch work, which waits for the RTNL lock: on a busy host the first
+// packets (an ARP request, a SYN) would be dropped for up to a second.
+//
+// The bridge itself gets its carrier from its first port the same way, so
+// it is waited for too (packets from the host to the container go through it).
+func (m *Manager) waitOperUp(ch *netlink.Handle, peerIndex int, hostName string, bridgeIndex int) {
+	deadline := time.Now().Add(2 * time.Second)
+	delay := 50 * time.Microsecond
+	for {
+		up := func(h *netlink.Handle, index int, name string) bool {
+			var l netlink.Link
+			var err error
+			if name != "" {
+				l, err = h.LinkByName(name)
+			} else {
+				l, err = h.LinkByIndex(index)
+			}
+			return err == nil && l.Attrs().OperState == netlink.OperUp
+		}
+		if up(ch, peerIndex, "") && up(m.host, 0, hostName) && up(m.host, bridgeIndex, "") {
+			return
+		}
+		if time.Now().After(deadline) {
+			m.Logger.Warn("netdev: veth pair not up after 2s", "link", hostName)
+			return
+		}
+		time.Sleep(delay)
+		if delay < 5*time.Millisecond {
+			delay *= 2
+		}
+	}
 }
 
 // unwire deletes the host end of the veth pair, which deletes both ends.
@@ -585,7 +638,12 @@ func (m *Manager) Detach(ctx context.Context, ep *Endpoint) error {
 	m.wg.Add(1)
 	go func() {
 		defer m.wg.Done()
-		if err := m.host.LinkDel(link); err != nil && !isNotFound(err) {
+		h, err := m.delHandle()
+		if err == nil {
+			err = h.LinkDel(link)
+			m.putDelHandle(h)
+		}
+		if err != nil && !isNotFound(err) {
 			m.Logger.Warn("netdev: delete veth", "link", cur.HostIfName, "err", err)
 		} else {
 			m.finishDetach(cur)

@@ -80,6 +80,9 @@ type Manager struct {
 	once    sync.Once
 	initErr error
 	host    *netlink.Handle
+	hostNS  netns.NsHandle
+	delH    chan *netlink.Handle // idle handles for background deletions
+	bridges sync.Map             // bridge name -> ifindex, seen in this process
 	boot    string
 	self    owner
 
@@ -131,16 +134,17 @@ func (m *Manager) init() error {
 			m.initErr = fmt.Errorf("netdev: %w", err)
 			return
 		}
-		ns, err := netns.GetFromPath("/proc/self/ns/net")
+		m.hostNS, err = netns.GetFromPath("/proc/self/ns/net")
 		if err != nil {
 			m.initErr = fmt.Errorf("netdev: open host network namespace: %w", err)
 			return
 		}
-		defer ns.Close()
-		m.host, err = netlink.NewHandleAt(ns, unix.NETLINK_ROUTE)
+		m.host, err = netlink.NewHandleAt(m.hostNS, unix.NETLINK_ROUTE)
 		if err != nil {
+			m.hostNS.Close()
 			m.initErr = fmt.Errorf("netdev: netlink handle: %w", err)
 		}
+		m.delH = make(chan *netlink.Handle, 4)
 	})
 	return m.initErr
 }
@@ -152,8 +156,38 @@ func (m *Manager) Close() error {
 	m.wg.Wait()
 	if m.host != nil {
 		m.host.Close()
+		m.hostNS.Close()
+		for {
+			select {
+			case h := <-m.delH:
+				h.Close()
+				continue
+			default:
+			}
+			break
+		}
 	}
 	return nil
+}
+
+// delHandle returns a netlink handle for a background deletion. A
+// deletion holds its handle for the kernel's whole RCU wait, so it must
+// not share the handle Attach uses.
+func (m *Manager) delHandle() (*netlink.Handle, error) {
+	select {
+	case h := <-m.delH:
+		return h, nil
+	default:
+		return netlink.NewHandleAt(m.hostNS, unix.NETLINK_ROUTE)
+	}
+}
+
+func (m *Manager) putDelHandle(h *netlink.Handle) {
+	select {
+	case m.delH <- h:
+	default:
+		h.Close()
+	}
 }
 
 // waitPending waits until no background deletion matching match is left.

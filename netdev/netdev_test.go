@@ -180,8 +180,14 @@ func TestPublishedPorts(t *testing.T) {
 	if got := httpGet(t, fmt.Sprintf("http://127.0.0.1:%d/", loOnly)); !strings.HasPrefix(got, "hello ") {
 		t.Fatalf("tcp on 127.0.0.1 only: %q", got)
 	}
-	// A fixed host port already published is refused.
+	// A container of the same network reaches the published port through
+	// the host (hairpin NAT).
 	b := startCtr(t)
+	e.attach(EndpointConfig{ContainerID: "h", Network: "pub", Pid: b.Pid})
+	if got := b.must("get http://%s:%d/", n.Gateway, tcp); !strings.HasPrefix(got, "hello "+n.Gateway.String()+":") {
+		t.Fatalf("hairpin: %q", got)
+	}
+	// A fixed host port already published is refused.
 	_, err := e.m.Attach(context.Background(), EndpointConfig{ContainerID: "b", Network: "pub", Pid: b.Pid,
 		Ports: []PortMapping{{HostPort: tcp, ContainerPort: 80}}})
 	if !errors.Is(err, errdefs.ErrInUse) {
@@ -201,6 +207,7 @@ func TestPublishedPorts(t *testing.T) {
 	}
 	// A fixed free port works.
 	fixed := freePort(t)
+	b = startCtr(t)
 	epB := e.attach(EndpointConfig{ContainerID: "b", Network: "pub", Pid: b.Pid,
 		Ports: []PortMapping{{HostPort: fixed, ContainerPort: 8080}}})
 	b.must("serve-tcp 8080")

@@ -322,6 +322,7 @@ func (m *Manager) setupBridge(n *Network) error {
 }
 
 func (m *Manager) teardownBridge(name string) {
+	m.bridges.Delete(name)
 	br, err := m.host.LinkByName(name)
 	if err != nil {
 		return
