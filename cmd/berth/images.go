@@ -22,7 +22,7 @@ func isTerminal(f *os.File) bool { return term.IsTerminal(int(f.Fd())) }
 func imageCommands(g *globalFlags) []*cobra.Command {
 	return []*cobra.Command{
 		pullCommand(g), imagesCommand(g), rmiCommand(g), tagCommand(g),
-		pushCommand(g), loginCommand(g),
+		pushCommand(g), loginCommand(g), saveCommand(g), loadCommand(g),
 		importCommand(g), toolboxImageCommand(g),
 	}
 }
@@ -191,6 +191,82 @@ func loginCommand(g *globalFlags) *cobra.Command {
 	cmd.Flags().StringVarP(&user, "username", "u", "", "user name")
 	cmd.Flags().StringVarP(&pass, "password", "p", "", "password")
 	cmd.Flags().BoolVar(&passStdin, "password-stdin", false, "read the password from stdin")
+	return cmd
+}
+
+func saveCommand(g *globalFlags) *cobra.Command {
+	var out, format string
+	cmd := &cobra.Command{
+		Use:   "save -o FILE REF...",
+		Short: "Write images to a docker-save (or OCI) tar archive",
+		Args:  cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			rt, err := g.runtime()
+			if err != nil {
+				return err
+			}
+			defer rt.Close()
+			w := io.Writer(os.Stdout)
+			if out != "" {
+				f, err := os.Create(out)
+				if err != nil {
+					return err
+				}
+				defer f.Close()
+				w = f
+			}
+			return rt.Save(cmd.Context(), w, args, berth.SaveOptions{Format: berth.ArchiveFormat(format)})
+		},
+	}
+	cmd.Flags().StringVarP(&out, "output", "o", "", "file to write (default stdout)")
+	cmd.Flags().StringVar(&format, "format", "docker", "archive format: docker or oci")
+	return cmd
+}
+
+func loadCommand(g *globalFlags) *cobra.Command {
+	var in string
+	cmd := &cobra.Command{
+		Use:   "load -i FILE",
+		Short: "Load images from a docker-save or OCI archive (or an OCI layout dir)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			rt, err := g.runtime()
+			if err != nil {
+				return err
+			}
+			defer rt.Close()
+			var imgs []*berth.Image
+			if fi, err := os.Stat(in); err == nil && fi.IsDir() {
+				imgs, err = rt.LoadLayout(cmd.Context(), in)
+				if err != nil {
+					return err
+				}
+			} else {
+				r := io.Reader(os.Stdin)
+				if in != "" {
+					f, err := os.Open(in)
+					if err != nil {
+						return err
+					}
+					defer f.Close()
+					r = f
+				}
+				imgs, err = rt.Load(cmd.Context(), r)
+				if err != nil {
+					return err
+				}
+			}
+			for _, i := range imgs {
+				name := i.Name
+				if name == "" {
+					name = i.ID().String()
+				}
+				fmt.Println("Loaded image:", name)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVarP(&in, "input", "i", "", "archive file or OCI layout dir (default stdin)")
 	return cmd
 }
 
