@@ -212,6 +212,12 @@ func (s *Store) Writer(ctx context.Context, desc ocispec.Descriptor) (*Writer, e
 // opened: the caller continues the download from there (an HTTP Range).
 func (w *Writer) Offset() int64 { return w.offset }
 
+// Partial returns a reader of the Offset bytes that were already present
+// when the writer was opened. A caller that unpacks while downloading
+// feeds Unpack io.MultiReader(w.Partial(), io.TeeReader(body, w)) after
+// resuming the download at Offset.
+func (w *Writer) Partial() io.Reader { return io.NewSectionReader(w.f, 0, w.offset) }
+
 // Written is the number of bytes in the blob so far, Offset included.
 func (w *Writer) Written() int64 { return w.n }
 

@@ -222,3 +222,29 @@ func TestStoreSnapshotterChoice(t *testing.T) {
 		t.Error("unknown snapshotter accepted")
 	}
 }
+
+// Open removes what crashed processes left in tmp/, unless another
+// process is at work (holds a lease).
+func TestOpenCleansTemp(t *testing.T) {
+	ctx := context.Background()
+	s := newStore(t)
+	junk := s.path("tmp", "unpack-123", "diff", "f")
+	must(t, os.MkdirAll(junk, 0o755))
+	lease, err := s.Lease(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(s.Root()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(junk); err != nil {
+		t.Fatalf("temp removed under a lease: %v", err)
+	}
+	lease.Release()
+	if _, err := Open(s.Root()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(s.path("tmp", "unpack-123")); !os.IsNotExist(err) {
+		t.Fatalf("temp left: %v", err)
+	}
+}

@@ -201,18 +201,32 @@ func TestUnpackWhileDownloading(t *testing.T) {
 	tb := sampleTar(t)
 	blob := gz(t, tb)
 	desc := ocispec.Descriptor{MediaType: MediaTypeLayerGzip, Digest: digest.FromBytes(blob), Size: int64(len(blob))}
+	// A first download breaks off half way.
 	w, err := s.Writer(ctx, desc)
 	if err != nil {
 		t.Fatal(err)
 	}
+	_, err = s.Unpack(ctx, io.TeeReader(io.MultiReader(bytes.NewReader(blob[:len(blob)/2]), errReader{io.ErrUnexpectedEOF}), w), desc.MediaType, "", digest.FromBytes(tb))
+	if err == nil {
+		t.Fatal("unpack of half a layer worked")
+	}
+	w.Close()
+	// The second resumes: the partial blob plus the rest from the network.
+	w, err = s.Writer(ctx, desc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w.Offset() != int64(len(blob)/2) {
+		t.Fatalf("offset %d", w.Offset())
+	}
 	pr, pw := io.Pipe()
-	go func() { // a slow network
-		for i := 0; i < len(blob); i += 97 {
+	go func() { // a slow network, from the offset on
+		for i := int(w.Offset()); i < len(blob); i += 97 {
 			pw.Write(blob[i:min(i+97, len(blob))])
 		}
 		pw.Close()
 	}()
-	l, err := s.Unpack(ctx, io.TeeReader(pr, w), desc.MediaType, "", digest.FromBytes(tb))
+	l, err := s.Unpack(ctx, io.MultiReader(w.Partial(), io.TeeReader(pr, w)), desc.MediaType, "", digest.FromBytes(tb))
 	if err != nil {
 		t.Fatal(err)
 	}

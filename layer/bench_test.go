@@ -1,0 +1,112 @@
+//go:build linux
+
+package layer
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"fmt"
+	"math/rand"
+	"os"
+	"sync"
+	"testing"
+
+	"github.com/klauspost/compress/gzip"
+	"github.com/opencontainers/go-digest"
+)
+
+var (
+	benchOnce         sync.Once
+	benchTar, benchGz []byte
+	benchDiffID       digest.Digest
+)
+
+// benchLayer is a ~100 MB tar of 1000 files, half random and half text,
+// which gzips to ~50 MB: like a layer of binaries and libraries.
+func benchLayer(b *testing.B) {
+	benchOnce.Do(func() {
+		rng := rand.New(rand.NewSource(42))
+		var buf bytes.Buffer
+		tw := tar.NewWriter(&buf)
+		text := bytes.Repeat([]byte("the quick brown fox jumps over the lazy dog 0123456789\n"), 4000)
+		for i := 0; i < 1000; i++ {
+			if i%50 == 0 {
+				tw.WriteHeader(&tar.Header{Name: fmt.Sprintf("dir%02d/", i/50), Typeflag: tar.TypeDir, Mode: 0o755})
+			}
+			size := 1000 + rng.Intn(200000)
+			body := make([]byte, size)
+			rng.Read(body[:size/2])
+			copy(body[size/2:], text)
+			tw.WriteHeader(&tar.Header{Name: fmt.Sprintf("dir%02d/file%04d", i/50, i), Typeflag: tar.TypeReg, Mode: 0o644, Size: int64(size)})
+			tw.Write(body)
+		}
+		tw.Close()
+		benchTar = buf.Bytes()
+		var gzBuf bytes.Buffer
+		zw, _ := gzip.NewWriterLevel(&gzBuf, gzip.DefaultCompression)
+		zw.Write(benchTar)
+		zw.Close()
+		benchGz = gzBuf.Bytes()
+		benchDiffID = digest.FromBytes(benchTar)
+	})
+}
+
+// BenchmarkUnpack: a ~50 MB gzip layer into the store. MB/s is of the
+// compressed blob; tar-MB/s of the uncompressed stream.
+func BenchmarkUnpack(b *testing.B) {
+	if os.Geteuid() != 0 {
+		b.Skip("needs root")
+	}
+	benchLayer(b)
+	b.Logf("layer: %d MB tar, %d MB gzip", len(benchTar)>>20, len(benchGz)>>20)
+	for _, c := range []struct {
+		name string
+		opts Options
+		mt   string
+		data []byte
+	}{
+		{"gzip", Options{}, MediaTypeLayerGzip, benchGz},
+		{"gzip-nosync", Options{NoSync: true}, MediaTypeLayerGzip, benchGz},
+		{"plain-nosync", Options{NoSync: true}, MediaTypeLayer, benchTar},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			s := newStore(b, c.opts)
+			ctx := context.Background()
+			b.SetBytes(int64(len(c.data)))
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				l, err := s.Unpack(ctx, bytes.NewReader(c.data), c.mt, "", benchDiffID)
+				if err != nil {
+					b.Fatal(err)
+				}
+				b.StopTimer()
+				removeAll(s.layerPath(l.ChainID))
+				b.StartTimer()
+			}
+			b.ReportMetric(float64(len(benchTar))*float64(b.N)/b.Elapsed().Seconds()/1e6, "tar-MB/s")
+		})
+	}
+}
+
+// BenchmarkDecompress: gzip alone, for comparison.
+func BenchmarkDecompress(b *testing.B) {
+	benchLayer(b)
+	b.SetBytes(int64(len(benchGz)))
+	for i := 0; i < b.N; i++ {
+		rc, _ := Decompress(bytes.NewReader(benchGz), MediaTypeLayerGzip)
+		dg := digest.Canonical.Digester()
+		buf := make([]byte, 256<<10)
+		for {
+			n, err := rc.Read(buf)
+			dg.Hash().Write(buf[:n])
+			if err != nil {
+				break
+			}
+		}
+		rc.Close()
+		if dg.Digest() != benchDiffID {
+			b.Fatal("digest")
+		}
+	}
+}
