@@ -12,6 +12,7 @@ import (
 	"os/signal"
 	"runtime"
 	"syscall"
+	"time"
 
 	"github.com/creack/pty"
 	"golang.org/x/sys/unix"
@@ -73,6 +74,17 @@ func (s *initState) gidMapped(gid int) bool {
 func (s *initState) fail(step string, err error) {
 	if s.owner != nil {
 		_ = s.owner.send(&message{Op: "error", Err: toWire(step, err)})
+		// Exiting with the owner's "go" unread would make the kernel reset
+		// the connection, and the owner could lose the error: wait for the
+		// owner to hang up (it does on reading the error).
+		_ = s.owner.c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		for {
+			if _, files, err := s.owner.recv(); err != nil {
+				break
+			} else {
+				closeFiles(files)
+			}
+		}
 	}
 	os.Exit(125)
 }

@@ -424,6 +424,10 @@ func Start(ctx context.Context, cfg *Config, stdio Stdio, opts StartOptions) (*C
 	// Wait for "started" (or "error"), bounded by ctx.
 	stop := context.AfterFunc(ctx, func() { _ = owner.c.SetReadDeadline(time.Unix(1, 0)) })
 	m, files, err := owner.recv()
+	if errors.Is(err, unix.ECONNRESET) {
+		// The init exited with our "go" unread; its error may still be queued.
+		m, files, err = owner.recv()
+	}
 	stop()
 	if err != nil {
 		if ctx.Err() != nil {
@@ -476,6 +480,9 @@ func pendingError(owner *conn, id string) error {
 	_ = owner.c.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
 	defer owner.c.SetReadDeadline(time.Time{})
 	m, files, err := owner.recv()
+	if errors.Is(err, unix.ECONNRESET) {
+		m, files, err = owner.recv()
+	}
 	closeFiles(files)
 	if err == nil && m.Op == "error" && m.Err != nil {
 		return m.Err.err(id)
