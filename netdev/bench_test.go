@@ -5,9 +5,17 @@ package netdev
 import (
 	"context"
 	"fmt"
+	"net/netip"
 	"slices"
+	"strconv"
 	"testing"
 	"time"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+
+	"github.com/berthrt/berth/internal/testutil"
 )
 
 // BenchmarkAttachDetach measures one Attach plus one Detach of a container
@@ -100,4 +108,79 @@ func median(d []time.Duration) time.Duration {
 	s := slices.Clone(d)
 	slices.Sort(s)
 	return s[len(s)/2]
+}
+
+// BenchmarkThroughput streams data between two containers on one bridge
+// network, and between two namespaces joined directly by a veth pair.
+func BenchmarkThroughput(b *testing.B) {
+	const size = 256 << 20
+	run := func(b *testing.B, src, dst *ctr, dstIP netip.Addr) {
+		dst.must("sink 9000")
+		b.SetBytes(size)
+		var secs float64
+		for b.Loop() {
+			r := src.must("send %s:9000 %d", dstIP, size)
+			f, err := strconv.ParseFloat(r, 64)
+			if err != nil {
+				b.Fatal(r)
+			}
+			secs += f
+		}
+		b.ReportMetric(float64(size)*float64(b.N)/secs/1e6, "MB/s")
+	}
+	b.Run("bridge", func(b *testing.B) {
+		e := newEnv(b)
+		e.network(NetworkConfig{Name: "tp"})
+		src, dst := startCtr(b), startCtr(b)
+		e.attach(EndpointConfig{ContainerID: "src", Network: "tp", Pid: src.Pid})
+		ep := e.attach(EndpointConfig{ContainerID: "dst", Network: "tp", Pid: dst.Pid})
+		run(b, src, dst, ep.IP)
+	})
+	b.Run("veth", func(b *testing.B) {
+		testutil.RequiresRoot(b)
+		src, dst := startCtr(b), startCtr(b)
+		sns, err := netns.GetFromPid(src.Pid)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer sns.Close()
+		dns, err := netns.GetFromPid(dst.Pid)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer dns.Close()
+		sh, err := netlink.NewHandleAt(sns, unix.NETLINK_ROUTE)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer sh.Close()
+		dh, err := netlink.NewHandleAt(dns, unix.NETLINK_ROUTE)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer dh.Close()
+		la := netlink.NewLinkAttrs()
+		la.Name = "eth0"
+		if err := sh.LinkAdd(&netlink.Veth{LinkAttrs: la, PeerName: "eth0", PeerNamespace: netlink.NsFd(dns)}); err != nil {
+			b.Fatal(err)
+		}
+		// Addresses inside the test's own two namespaces, which have no other link.
+		a1, a2 := netip.MustParseAddr("198.18.0.1"), netip.MustParseAddr("198.18.0.2")
+		for _, x := range []struct {
+			h *netlink.Handle
+			a netip.Addr
+		}{{sh, a1}, {dh, a2}} {
+			l, err := x.h.LinkByName("eth0")
+			if err != nil {
+				b.Fatal(err)
+			}
+			if err := x.h.AddrAdd(l, &netlink.Addr{IPNet: ipNet(x.a, 24)}); err != nil {
+				b.Fatal(err)
+			}
+			x.h.LinkSetUp(l)
+			x.h.LinkSetUp(&netlink.Device{LinkAttrs: netlink.LinkAttrs{Index: 1}})
+		}
+		src.do("dial %s:1", a2) // settle: wait until the link passes traffic (refused is fine)
+		run(b, src, dst, a2)
+	})
 }

@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -126,6 +127,42 @@ func runContainerHelper() {
 				reply("err %v", err)
 			} else {
 				reply("%s", strings.Join(addrs, ","))
+			}
+		case "sink": // sink PORT: accept connections and discard what they send
+			l, err := net.Listen("tcp4", ":"+f[1])
+			if err == nil {
+				go func() {
+					for {
+						c, err := l.Accept()
+						if err != nil {
+							return
+						}
+						go func() { io.Copy(io.Discard, c); c.Close() }()
+					}
+				}()
+			}
+			reply("%v", errStr(err))
+		case "send": // send ADDR BYTES: stream BYTES to ADDR, reply with the seconds taken
+			n, _ := strconv.ParseInt(f[2], 10, 64)
+			c, err := net.DialTimeout("tcp4", f[1], 2*time.Second)
+			if err != nil {
+				reply("err %v", err)
+				continue
+			}
+			buf := make([]byte, 256<<10)
+			start := time.Now()
+			for sent := int64(0); sent < n && err == nil; sent += int64(len(buf)) {
+				_, err = c.Write(buf)
+			}
+			if err == nil {
+				err = c.(*net.TCPConn).CloseWrite()
+				io.Copy(io.Discard, c) // wait for the receiver to finish
+			}
+			c.Close()
+			if err != nil {
+				reply("err %v", err)
+			} else {
+				reply("%f", time.Since(start).Seconds())
 			}
 		case "addrs":
 			ifs, _ := net.Interfaces()

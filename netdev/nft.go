@@ -20,6 +20,7 @@ const (
 	chainOutput      = "output"
 	chainPostrouting = "postrouting"
 	chainForward     = "forward"
+	chainRaw         = "raw"
 	setBridges       = "bridges"
 )
 
@@ -39,6 +40,8 @@ func (m *Manager) chains() map[string]*nftables.Chain {
 			Hooknum: nftables.ChainHookPostrouting, Priority: nftables.ChainPriorityNATSource},
 		chainForward: {Name: chainForward, Table: t, Type: nftables.ChainTypeFilter,
 			Hooknum: nftables.ChainHookForward, Priority: nftables.ChainPriorityFilter, Policy: &accept},
+		chainRaw: {Name: chainRaw, Table: t, Type: nftables.ChainTypeFilter,
+			Hooknum: nftables.ChainHookPrerouting, Priority: nftables.ChainPriorityRaw, Policy: &accept},
 	}
 }
 
@@ -155,7 +158,7 @@ func (m *Manager) conn() (*nftables.Conn, error) {
 // ensureTable queues the table, its chains and set (all idempotent).
 func (m *Manager) ensureTable(c *nftables.Conn) error {
 	t := c.AddTable(m.table())
-	for _, name := range []string{chainPrerouting, chainOutput, chainPostrouting, chainForward} {
+	for _, name := range []string{chainRaw, chainPrerouting, chainOutput, chainPostrouting, chainForward} {
 		c.AddChain(m.chains()[name])
 	}
 	return c.AddSet(bridgesSet(t), nil)
@@ -190,6 +193,18 @@ func (m *Manager) addNetworkRules(n *Network) error {
 	insert(chainForward, iif(br, expr.CmpOpEq), oif(br, expr.CmpOpNeq),
 		[]expr.Any{&expr.Meta{Key: expr.MetaKeyOIFNAME, Register: 1}, &expr.Lookup{SourceRegister: 1, SetName: setBridges}},
 		[]expr.Any{verdict(expr.VerdictDrop)})
+	// Traffic between two containers of one bridge is switched, but with
+	// br_netfilter loaded (bridge-nf-call-iptables=1) it still passes the
+	// IP hooks and conntrack. It needs neither NAT nor state: skip
+	// conntrack for it (not for the gateway address, which published
+	// ports reach through DNAT).
+	gw := n.Gateway.As4()
+	add(chainRaw, iif(br, expr.CmpOpEq), saddrIn(n.Subnet), addrIn(16, n.Subnet),
+		[]expr.Any{
+			&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 16, Len: 4},
+			&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: gw[:]},
+			&expr.Notrack{},
+		})
 	if n.Internal {
 		insert(chainForward, iif(br, expr.CmpOpEq), oif(br, expr.CmpOpNeq), []expr.Any{verdict(expr.VerdictDrop)})
 		insert(chainForward, oif(br, expr.CmpOpEq), iif(br, expr.CmpOpNeq), []expr.Any{verdict(expr.VerdictDrop)})
@@ -255,7 +270,7 @@ func (m *Manager) removeRules(chains []string, match func(tag string) bool) erro
 // removeNetworkRules deletes a network's rules, its endpoints' rules and
 // its element of the bridges set. The caller holds the host lock.
 func (m *Manager) removeNetworkRules(bridge string) error {
-	err := m.removeRules([]string{chainPrerouting, chainOutput, chainPostrouting, chainForward}, func(tag string) bool {
+	err := m.removeRules([]string{chainRaw, chainPrerouting, chainOutput, chainPostrouting, chainForward}, func(tag string) bool {
 		return tag == netTag(bridge) || strings.HasPrefix(tag, "ep="+bridge+"/")
 	})
 	if err != nil {
