@@ -80,11 +80,17 @@ const (
 // On error dir holds a partial result: extract into a fresh directory and
 // remove it on failure, as Store.Unpack does.
 func Apply(ctx context.Context, dir string, r io.Reader, opts ApplyOptions) (int64, error) {
+	return applyTar(ctx, dir, r, opts, false)
+}
+
+// applyTar is Apply; with writeback it starts writing each file to disk as
+// soon as it is extracted, so that a final syncfs finds little left to do.
+func applyTar(ctx context.Context, dir string, r io.Reader, opts ApplyOptions, writeback bool) (int64, error) {
 	rootfd, err := unix.Open(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return 0, &os.PathError{Op: "apply: open", Path: dir, Err: err}
 	}
-	a := &applier{ctx: ctx, dir: dir, rootfd: rootfd, cacheFd: -1, opts: opts}
+	a := &applier{ctx: ctx, dir: dir, rootfd: rootfd, cacheFd: -1, opts: opts, writeback: writeback}
 	a.maxEntries, a.maxBytes, a.maxName = opts.limits()
 	defer a.close()
 	if err := a.run(r); err != nil {
@@ -104,6 +110,8 @@ type applier struct {
 
 	cachePath string
 	cacheFd   int
+
+	writeback bool
 
 	dirs    []dirTimes
 	written map[string]bool // ApplyWhiteouts: paths this tar made
@@ -504,6 +512,9 @@ func (a *applier) file(tr *tar.Reader, pfd int, name, base string, hdr *tar.Head
 				return a.readErr(err)
 			}
 			return fmt.Errorf("write %s: %w", name, err)
+		}
+		if a.writeback {
+			unix.SyncFileRange(fd, 0, 0, unix.SYNC_FILE_RANGE_WRITE)
 		}
 	}
 	if err := a.fdMeta(fd, name, hdr); err != nil {

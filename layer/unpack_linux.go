@@ -225,7 +225,7 @@ func (s *Store) Unpack(ctx context.Context, r io.Reader, mediaType string, paren
 		return Layer{}, fmt.Errorf("unpack: %w", err)
 	}
 	dg := digest.Canonical.Digester()
-	size, err := Apply(ctx, diff, io.TeeReader(dec, dg.Hash()), s.opts.Limits)
+	size, err := applyTar(ctx, diff, io.TeeReader(dec, dg.Hash()), s.opts.Limits, !s.opts.NoSync)
 	if err != nil {
 		return Layer{}, fmt.Errorf("unpack: %w", err)
 	}
