@@ -358,3 +358,59 @@ func TestBridgeNetworkByName(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestCommitDiffExport(t *testing.T) {
+	rt := newRuntime(t)
+	img := toolboxImage(t, rt)
+	ctx := context.Background()
+	c, err := rt.Create(ctx, berth.ContainerConfig{Image: img, Cmd: []string{"write", "/added.txt", "committed"}, NetworkMode: "none"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := c.Wait(ctx); err != nil || st.ExitCode != 0 {
+		t.Fatalf("write: %+v %v", st, err)
+	}
+	changes, err := c.Diff(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, ch := range changes {
+		if ch.String() == "A /added.txt" {
+			found = true
+		}
+	}
+	if !found {
+		t.Errorf("diff lacks A /added.txt: %v", changes)
+	}
+	var tarball bytes.Buffer
+	if err := c.Export(ctx, &tarball); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(tarball.Bytes(), []byte("committed")) || !bytes.Contains(tarball.Bytes(), []byte("bin/toolbox")) {
+		t.Error("export lacks the written file or the image's files")
+	}
+	newImg, err := c.Commit(ctx, berth.CommitOptions{Ref: "berth-test/committed:1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(newImg.DiffIDs()) != len(img.DiffIDs())+1 {
+		t.Errorf("committed image has %d layers", len(newImg.DiffIDs()))
+	}
+	out, _, err := run(t, rt, berth.ContainerConfig{Image: newImg, Cmd: []string{"cat", "/added.txt"}})
+	if err != nil || out != "committed" {
+		t.Fatalf("run committed image: %q %v", out, err)
+	}
+	// Import of the exported tarball gives a runnable image too.
+	imported, err := rt.Import(ctx, bytes.NewReader(tarball.Bytes()), berth.ImportOptions{Ref: "berth-test/imported:1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, _, err = run(t, rt, berth.ContainerConfig{Image: imported, Cmd: []string{"/bin/cat", "/added.txt"}})
+	if err != nil || out != "committed" {
+		t.Fatalf("run imported export: %q %v", out, err)
+	}
+}

@@ -24,7 +24,7 @@ func containerCommands(g *globalFlags) []*cobra.Command {
 	return []*cobra.Command{
 		runCommand(g), createCommand(g), startCommand(g), execCommand(g), psCommand(g),
 		logsCommand(g), stopCommand(g), killCommand(g), rmCommand(g), inspectCommand(g),
-		topCommand(g), pauseCommand(g, true), pauseCommand(g, false), statsCommand(g), portCommand(g),
+		topCommand(g), commitCommand(g), diffCommand(g), exportCommand(g), pauseCommand(g, true), pauseCommand(g, false), statsCommand(g), portCommand(g),
 	}
 }
 
