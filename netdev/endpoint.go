@@ -676,14 +676,13 @@ func (m *Manager) finishDetach(ep *epState) {
 	}
 }
 
-// removeEndpointLocked undoes an endpoint synchronously and saves s. The
-// caller holds the root lock.
+// removeEndpointLocked undoes an endpoint synchronously and saves s. It
+// looks for published ports even when the record lists none (its owner may
+// have died while publishing). The caller holds the root lock.
 func (m *Manager) removeEndpointLocked(ctx context.Context, s *netState, ep *epState) error {
 	m.unwire(ep)
-	if len(ep.Ports) > 0 {
-		if err := m.unpublish(ctx, ep.Bridge, ep.HostIfName); err != nil {
-			return err
-		}
+	if err := m.unpublish(ctx, ep.Bridge, ep.HostIfName); err != nil {
+		return err
 	}
 	delete(s.Endpoints, ep.ContainerID)
 	return m.saveNet(s)

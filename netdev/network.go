@@ -142,28 +142,29 @@ func (m *Manager) createNetworkLocked(ctx context.Context, cfg NetworkConfig) (*
 		Internal: cfg.Internal,
 		Created:  time.Now().UTC(),
 	}
-	if err := m.setupBridge(&n); err != nil {
-		m.teardownBridge(n.Bridge)
-		return nil, wrap(err)
-	}
-	if err := m.addNetworkRules(&n); err != nil {
-		m.teardownBridge(n.Bridge)
-		m.removeNetworkRules(n.Bridge)
-		return nil, wrap(err)
-	}
+	// Record the network host-wide first: if this process dies half-way,
+	// Cleanup finds the bridge and rules through this record (its root has
+	// no such network) and removes them.
 	hs.Networks[n.Bridge] = &hostNet{Root: m.Root, Name: n.Name, ID: n.ID, Subnet: n.Subnet, Default: isDefault}
+	if err := m.saveHost(hs); err != nil {
+		return nil, err
+	}
 	undo := func() {
 		delete(hs.Networks, n.Bridge)
 		m.teardownBridge(n.Bridge)
-		m.removeNetworkRules(n.Bridge)
+		_ = m.removeNetworkRules(n.Bridge)
 		if len(hs.Networks) == 0 {
 			m.deleteTable()
 		}
 		_ = m.saveHost(hs)
 	}
-	if err := m.saveHost(hs); err != nil {
+	if err := m.setupBridge(&n); err != nil {
 		undo()
-		return nil, err
+		return nil, wrap(err)
+	}
+	if err := m.addNetworkRules(&n); err != nil {
+		undo()
+		return nil, wrap(err)
 	}
 	if err := m.saveNet(&netState{Network: n, Endpoints: map[string]*epState{}}); err != nil {
 		undo()

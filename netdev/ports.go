@@ -118,11 +118,14 @@ func (m *Manager) publish(ctx context.Context, cfg *EndpointConfig, ep *epState,
 			HostIfName: ep.HostIfName, Root: m.Root, ContainerID: cfg.ContainerID, Owner: own}
 		hs.Ports = append(hs.Ports, hp)
 	}
-	if err := m.addPortRules(ep.Bridge, ep.HostIfName, ep.IP, out); err != nil {
+	// Record the ports before the rules exist, so that a crash in between
+	// leaves a record Cleanup can follow to the rules.
+	if err := m.saveHost(hs); err != nil {
 		return nil, err
 	}
-	if err := m.saveHost(hs); err != nil {
-		_ = m.removePortRules(ep.Bridge, ep.HostIfName)
+	if err := m.addPortRules(ep.Bridge, ep.HostIfName, ep.IP, out); err != nil {
+		hs.Ports = slices.DeleteFunc(hs.Ports, func(p *hostPort) bool { return p.Bridge == ep.Bridge && p.HostIfName == ep.HostIfName })
+		_ = m.saveHost(hs)
 		return nil, err
 	}
 	return out, nil
