@@ -383,8 +383,15 @@ func (c *Cgroup) write(s setting) error {
 	return err
 }
 
+// sameDevices compares two rule sets, nil being DefaultDevices.
 func sameDevices(a, b []DeviceRule) bool {
-	if (a == nil) != (b == nil) || len(a) != len(b) {
+	if a == nil {
+		a = DefaultDevices()
+	}
+	if b == nil {
+		b = DefaultDevices()
+	}
+	if len(a) != len(b) {
 		return false
 	}
 	for i := range a {

@@ -434,6 +434,11 @@ func readCounter(t *testing.T, p string) int {
 func testFreeze(t *testing.T, c *Cgroup, h *helper) {
 	p := filepath.Join(t.TempDir(), "counter")
 	h.must(t, "count "+p)
+	// Before the directory goes: the counter must stop writing there.
+	t.Cleanup(func() {
+		c.Thaw(context.Background())
+		h.do(t, "stopcount")
+	})
 	readCounter(t, p)
 	if err := c.Freeze(cancelCtx(t, 10*time.Second)); err != nil {
 		t.Fatal(err)

@@ -37,6 +37,7 @@ func TestMain(m *testing.M) {
 func helperMain() {
 	var keep [][]byte
 	var counter atomic.Int64
+	var stopCount func()
 	in := bufio.NewScanner(os.Stdin)
 	for in.Scan() {
 		f := strings.Fields(in.Text())
@@ -62,12 +63,26 @@ func helperMain() {
 			}()
 			fmt.Println("ok")
 		case "count": // count FILE: write a counter to FILE every 5 ms
+			stop := make(chan struct{})
+			stopped := make(chan struct{})
+			stopCount = func() { close(stop); <-stopped }
 			go func(p string) {
+				defer close(stopped)
 				for i := 0; ; i++ {
 					os.WriteFile(p, []byte(strconv.Itoa(i)), 0o644)
-					time.Sleep(5 * time.Millisecond)
+					select {
+					case <-stop:
+						return
+					case <-time.After(5 * time.Millisecond):
+					}
 				}
 			}(f[1])
+			fmt.Println("ok")
+		case "stopcount":
+			if stopCount != nil {
+				stopCount()
+				stopCount = nil
+			}
 			fmt.Println("ok")
 		case "open": // open PATH
 			fd, err := syscall.Open(f[1], syscall.O_RDONLY, 0)
