@@ -262,13 +262,19 @@ func (c *Cgroup) OOMEvents(ctx context.Context) (<-chan uint64, error) {
 		return nil, fmt.Errorf("cgroup: oom events of %s: %w", c.Path(), err)
 	}
 	ch := make(chan uint64, 1)
+	seen := c.readOOMKills()
+	quit := make(chan struct{})
 	go func() {
-		<-mergeDone(ctx, c.stop)
+		select {
+		case <-ctx.Done():
+		case <-c.stop:
+		case <-quit:
+		}
 		f.Close()
 	}()
 	go func() {
 		defer close(ch)
-		seen := c.readOOMKills()
+		defer close(quit)
 		buf := make([]byte, 4096)
 		for {
 			if _, err := f.Read(buf); err != nil {
@@ -299,18 +305,6 @@ func (c *Cgroup) OOMEvents(ctx context.Context) (<-chan uint64, error) {
 		}
 	}()
 	return ch, nil
-}
-
-func mergeDone(ctx context.Context, stop <-chan struct{}) <-chan struct{} {
-	d := make(chan struct{})
-	go func() {
-		select {
-		case <-ctx.Done():
-		case <-stop:
-		}
-		close(d)
-	}()
-	return d
 }
 
 // oomEventFD registers an eventfd for dir's memory.oom_control.

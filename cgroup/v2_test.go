@@ -427,3 +427,92 @@ func cpuTime() time.Duration {
 	unix.Getrusage(unix.RUSAGE_SELF, &ru)
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
+
+// TestV2StatsParse reads v2 stat files as the kernel writes them (no real
+// v2 memory, io or pids controller runs on this hybrid host).
+func TestV2StatsParse(t *testing.T) {
+	root := t.TempDir()
+	cfg := Config{Name: "s", host: &host{mode: Unified, unified: root, noDevices: true}}
+	c, err := cfg.build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(c.v2, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for f, v := range map[string]string{
+		"memory.current":      "10485760\n",
+		"memory.peak":         "20971520\n",
+		"memory.max":          "max\n",
+		"memory.swap.current": "4096\n",
+		"memory.stat":         "anon 6291456\nfile 4194304\nkernel 1000\ninactive_file 2097152\nactive_file 2097152\n",
+		"memory.events":       "low 0\nhigh 0\nmax 3\noom 1\noom_kill 1\noom_group_kill 0\n",
+		"cpu.stat":            "usage_usec 1500\nuser_usec 1000\nsystem_usec 500\nnr_periods 10\nnr_throttled 4\nthrottled_usec 250\nnr_bursts 0\nburst_usec 0\n",
+		"pids.current":        "7\n",
+		"pids.max":            "100\n",
+		"io.stat":             "8:0 rbytes=4096 wbytes=8192 rios=1 wios=2 dbytes=0 dios=0\n254:0 rbytes=1 wbytes=2 rios=3 wios=4 dbytes=0 dios=0\n",
+	} {
+		if err := os.WriteFile(filepath.Join(c.v2, f), []byte(v), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s, err := c.Stats()
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := s.Memory
+	if m.Usage != 10<<20 || m.MaxUsage != 20<<20 || m.Limit != 0 || m.RSS != 6<<20 || m.Cache != 4<<20 ||
+		m.InactiveFile != 2<<20 || m.Swap != 4096 || m.OOMKills != 1 {
+		t.Errorf("memory %+v", m)
+	}
+	if s.CPU.Total != 1500e3 || s.CPU.User != 1000e3 || s.CPU.System != 500e3 || s.CPU.Periods != 10 ||
+		s.CPU.ThrottledPeriods != 4 || s.CPU.ThrottledTime != 250e3 {
+		t.Errorf("cpu %+v", s.CPU)
+	}
+	if s.Pids != (PidsStats{Current: 7, Limit: 100}) {
+		t.Errorf("pids %+v", s.Pids)
+	}
+	if s.IO.ReadBytes != 4097 || s.IO.WriteBytes != 8194 || s.IO.ReadOps != 4 || s.IO.WriteOps != 6 || len(s.IO.Devices) != 2 {
+		t.Errorf("io %+v", s.IO)
+	}
+	if !c.OOMKilled() {
+		t.Error("OOMKilled false with oom_kill 1 in memory.events")
+	}
+}
+
+// TestV2OOMEventsInotify drives the v2 OOM watch with a plain
+// memory.events file, as the kernel would rewrite it.
+func TestV2OOMEventsInotify(t *testing.T) {
+	root := t.TempDir()
+	cfg := Config{Name: "o", host: &host{mode: Unified, unified: root, noDevices: true}}
+	c, err := cfg.build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.MkdirAll(c.v2, 0o755)
+	ev := filepath.Join(c.v2, "memory.events")
+	os.WriteFile(ev, []byte("oom 0\noom_kill 0\n"), 0o644)
+	ctx, cancel := context.WithCancel(context.Background())
+	ch, err := c.OOMEvents(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(ev, []byte("oom 1\noom_kill 2\n"), 0o644)
+	select {
+	case n := <-ch:
+		if n != 2 {
+			t.Errorf("event count %d, want 2", n)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no event")
+	}
+	cancel()
+	select {
+	case _, ok := <-ch:
+		if ok {
+			t.Error("event after cancel")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("channel not closed after cancel")
+	}
+}
