@@ -25,8 +25,12 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	if os.Getenv("BERTH_LAYER_TEST_CHILD") == "unpack" {
+	switch os.Getenv("BERTH_LAYER_TEST_CHILD") {
+	case "unpack":
 		childUnpack()
+		return
+	case "crash":
+		childCrash()
 		return
 	}
 	os.Exit(m.Run())
@@ -360,4 +364,85 @@ func childUnpack() {
 		res["Err"] = err.Error()
 	}
 	json.NewEncoder(os.Stdout).Encode(res)
+}
+
+// childCrash downloads and unpacks slowly until it is killed.
+func childCrash() {
+	s, err := Open(os.Getenv("ROOT"))
+	if err != nil {
+		panic(err)
+	}
+	blob, _ := os.ReadFile(os.Getenv("TAR"))
+	desc := ocispec.Descriptor{Digest: digest.FromBytes(blob), Size: int64(len(blob))}
+	w, err := s.Writer(context.Background(), desc)
+	if err != nil {
+		panic(err)
+	}
+	r := &slowCounter{r: bytes.NewReader(blob)}
+	s.Unpack(context.Background(), io.TeeReader(r, w), MediaTypeLayerGzip, "", "")
+	fmt.Println("finished: the test should have killed me")
+}
+
+// A process killed in the middle of a download and unpack leaves a
+// partial download (resumable) and nothing else; the next Open cleans up.
+func TestCrashMidUnpack(t *testing.T) {
+	testutil.RequiresRoot(t)
+	s := newStore(t)
+	var ents []ent
+	for i := 0; i < 200; i++ {
+		ents = append(ents, ent{Name: fmt.Sprintf("f%d", i), Body: strings.Repeat(fmt.Sprint(i), 5000)})
+	}
+	tb := mkTar(t, ents...)
+	blob := gz(t, tb)
+	tarPath := filepath.Join(t.TempDir(), "layer.tar.gz")
+	os.WriteFile(tarPath, blob, 0o644)
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), "BERTH_LAYER_TEST_CHILD=crash", "ROOT="+s.Root(), "TAR="+tarPath)
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// Kill once it is under way: some bytes ingested, a temp dir present.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		ents, _ := os.ReadDir(s.path("tmp"))
+		fi, err := os.Stat(s.path("ingest", "sha256-"+digest.FromBytes(blob).Encoded()))
+		if len(ents) > 0 && err == nil && fi.Size() > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			cmd.Process.Kill()
+			t.Fatal("child made no progress")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	cmd.Process.Kill()
+	cmd.Wait()
+
+	s2, err := Open(s.Root()) // cleans tmp/
+	if err != nil {
+		t.Fatal(err)
+	}
+	assertClean(t, s2)
+	ctx := context.Background()
+	w, err := s2.Writer(ctx, ocispec.Descriptor{Digest: digest.FromBytes(blob), Size: int64(len(blob))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w.Offset() == 0 || w.Offset() >= int64(len(blob)) {
+		t.Fatalf("offset %d of %d", w.Offset(), len(blob))
+	}
+	t.Logf("resuming at %d of %d bytes", w.Offset(), len(blob))
+	w.Write(blob[w.Offset():])
+	if err := w.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	rc, _ := s2.Open(digest.FromBytes(blob))
+	defer rc.Close()
+	if _, err := s2.Unpack(ctx, rc, MediaTypeLayerGzip, "", digest.FromBytes(tb)); err != nil {
+		t.Fatal(err)
+	}
+	if probs, err := s2.Check(ctx); err != nil || len(probs) != 0 {
+		t.Fatalf("check: %v %v", probs, err)
+	}
 }
