@@ -147,7 +147,10 @@ func (s *initState) setup(stdio [3]*os.File) error {
 	s.userns = cfg.has(NamespaceUser)
 	s.pidns = cfg.has(NamespacePID)
 	s.cgroupDeferred = cfg.has(NamespaceCgroup) && !s.host.NewCgroupNS
-	s.lastCap = lastCap()
+	s.lastCap = s.host.LastCap
+	if s.lastCap <= 0 {
+		s.lastCap = lastCap()
+	}
 	if cfg.Privileged {
 		s.caps = allCaps(s.lastCap)
 	} else {
@@ -330,16 +333,21 @@ func (sv *supervisor) unlock() { <-sv.reapMu }
 // spawn forks sp, with w watching it. It must run on the main thread.
 func (sv *supervisor) spawn(sp *spawnSpec, w *watcher) (*proc, error) {
 	files := make([]uintptr, 3)
+	devNull := -1
 	for i, f := range sp.files {
-		if f == nil {
-			dn, err := os.OpenFile("/dev/null", os.O_RDWR, 0)
-			if err != nil {
-				return nil, stepErr("open /dev/null", err)
-			}
-			defer dn.Close()
-			f = dn
+		if f != nil {
+			files[i] = f.Fd()
+			continue
 		}
-		files[i] = f.Fd()
+		if devNull < 0 {
+			fd, err := unix.Open("/dev/null", unix.O_RDWR|unix.O_CLOEXEC, 0)
+			if err != nil {
+				return nil, stepErr("open /dev/null", os.NewSyscallError("open", err))
+			}
+			defer unix.Close(fd)
+			devNull = fd
+		}
+		files[i] = uintptr(devNull)
 	}
 	attr := &syscall.ProcAttr{
 		Dir: sp.dir, Env: sp.env, Files: files,

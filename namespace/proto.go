@@ -68,6 +68,8 @@ type hostInfo struct {
 	// StatusFD and ListenFD say whether the init message carries them.
 	StatusFD bool `json:"statusFD,omitempty"`
 	ListenFD bool `json:"listenFD,omitempty"`
+	// LastCap is the highest capability the kernel knows.
+	LastCap int `json:"lastCap"`
 	// NewCgroupNS: the cgroup namespace is already created by clone.
 	NewCgroupNS bool `json:"newCgroupNS,omitempty"`
 	// SeccompProg is the compiled filter (8 bytes per instruction), when

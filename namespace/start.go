@@ -129,6 +129,16 @@ func hostCgroups() []cgroupMount {
 	return hostOnce.cg
 }
 
+var lastCapOnce struct {
+	sync.Once
+	n int
+}
+
+func hostLastCap() int {
+	lastCapOnce.Do(func() { lastCapOnce.n = lastCap() })
+	return lastCapOnce.n
+}
+
 var cloneFlags = map[Namespace]uintptr{
 	NamespaceMount: unix.CLONE_NEWNS, NamespacePID: unix.CLONE_NEWPID,
 	NamespaceUTS: unix.CLONE_NEWUTS, NamespaceIPC: unix.CLONE_NEWIPC,
@@ -283,7 +293,7 @@ func Start(ctx context.Context, cfg *Config, stdio Stdio, opts StartOptions) (*C
 		}
 		flags |= cloneFlags[n]
 	}
-	host := &hostInfo{CgroupV1: hostCgroups(), NewCgroupNS: flags&unix.CLONE_NEWCGROUP != 0}
+	host := &hostInfo{CgroupV1: hostCgroups(), NewCgroupNS: flags&unix.CLONE_NEWCGROUP != 0, LastCap: hostLastCap()}
 
 	pl, err := plumb(stdio, cfg.Process.Terminal)
 	if err != nil {
@@ -355,7 +365,8 @@ func Start(ctx context.Context, cfg *Config, stdio Stdio, opts StartOptions) (*C
 	cmd := &exec.Cmd{
 		Path:       exe,
 		Args:       []string{initArg0},
-		Env:        []string{"GOMAXPROCS=1"},
+		// One P is plenty for a supervisor; skip the runtime's cgroup probing.
+		Env:        []string{"GOMAXPROCS=1", "GODEBUG=containermaxprocs=0,updatemaxprocs=0"},
 		ExtraFiles: []*os.File{theirs},
 		SysProcAttr: &syscall.SysProcAttr{
 			Cloneflags: flags,
