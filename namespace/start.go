@@ -363,8 +363,8 @@ func Start(ctx context.Context, cfg *Config, stdio Stdio, opts StartOptions) (*C
 	closeFiles(tmpClose)
 
 	cmd := &exec.Cmd{
-		Path:       exe,
-		Args:       []string{initArg0},
+		Path: exe,
+		Args: []string{initArg0},
 		// One P is plenty for a supervisor; skip the runtime's cgroup probing.
 		Env:        []string{"GOMAXPROCS=1", "GODEBUG=containermaxprocs=0,updatemaxprocs=0"},
 		ExtraFiles: []*os.File{theirs},
