@@ -718,3 +718,51 @@ func TestIOThrottle(t *testing.T) {
 		t.Errorf("io stats: %+v, want at least 3 MB written", s.IO)
 	}
 }
+
+func TestV1SettingsMapping(t *testing.T) {
+	h := &host{memsw: true, blkioWeight: "blkio.bfq.weight"}
+	r := Resources{
+		Memory: 100 << 20, MemoryReservation: 50 << 20, MemorySwap: -1, CPUShares: 1,
+		CPUQuota: 5000, PidsLimit: 3, BlkioWeight: 300,
+		BlkioDeviceReadIOps: []ThrottleDevice{{8, 0, 7}, {8, 16, 0}},
+		Hugetlb:             []HugepageLimit{{"2MB", 1 << 21}},
+	}
+	var got []string
+	for _, s := range v1Settings(&r, h) {
+		got = append(got, s.ctrl+"/"+s.file+"="+s.value)
+	}
+	want := []string{
+		"memory/memory.limit_in_bytes=104857600",
+		"memory/memory.soft_limit_in_bytes=52428800",
+		"cpu/cpu.shares=2", // clamped as Docker does
+		"cpu/cpu.cfs_quota_us=5000",
+		"pids/pids.max=3",
+		"blkio/blkio.bfq.weight=300",
+		"blkio/blkio.throttle.read_iops_device=8:0 7",
+		"hugetlb/hugetlb.2MB.limit_in_bytes=2097152",
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("got\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	// --memory-swap unset: twice --memory; no swap accounting: nothing.
+	r = Resources{Memory: 10 << 20}
+	if s := v1Settings(&r, h); len(s) != 2 || s[1].file != "memory.memsw.limit_in_bytes" || s[1].value != "20971520" {
+		t.Errorf("memsw: %+v", s)
+	}
+	if s := v1Settings(&r, &host{}); len(s) != 1 {
+		t.Errorf("without memsw: %+v", s)
+	}
+}
+
+func TestV1NoHugetlb(t *testing.T) {
+	requireV1(t, "memory")
+	if defaultHost().v1["hugetlb"] != "" {
+		t.Skip("this host mounts hugetlb")
+	}
+	parent := randomParent(t)
+	t.Cleanup(func() { cleanup(defaultHost(), parent, nil); assertNoDirs(t, defaultHost(), parent) })
+	_, err := New(context.Background(), Config{Parent: parent, Name: "h", Resources: Resources{Hugetlb: []HugepageLimit{{"2MB", 1 << 21}}}})
+	if !errors.Is(err, errdefs.ErrUnsupported) {
+		t.Fatalf("hugetlb limit without the controller: %v, want ErrUnsupported", err)
+	}
+}
