@@ -19,6 +19,7 @@ import (
 
 	"github.com/berthrt/berth/mount"
 	"github.com/berthrt/berth/namespace/seccomp"
+	"golang.org/x/sys/unix"
 )
 
 func TestSeccomp(t *testing.T) {
@@ -316,5 +317,46 @@ func TestRlimits(t *testing.T) {
 	_, err = Start(context.Background(), newConfig(t, ProcessConfig{Args: []string{"true"}, Rlimits: []Rlimit{{Type: "bogus"}}}), Stdio{}, StartOptions{})
 	if err == nil {
 		t.Fatal("bogus rlimit accepted")
+	}
+}
+
+// A bind with "rslave" receives mounts made later on the host; the rest of
+// the container's mounts stay private.
+func TestMountPropagation(t *testing.T) {
+	src := filepath.Join(t.TempDir(), "src")
+	if err := os.Mkdir(src, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mount("tmpfs", src, "tmpfs", 0, "size=1m"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = mount.UnmountAll(src+"/sub", unix.MNT_DETACH); _ = mount.UnmountAll(src, unix.MNT_DETACH) })
+	if err := unix.Mount("", src, "", unix.MS_SHARED, ""); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(src+"/sub", 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cfg := newConfig(t, sh(`echo ready; while [ ! -e /shared/sub/marker ]; do sleep 0.02; done; echo seen; mount -t tmpfs x /shared/sub 2>&1 || true`))
+	cfg.Mounts = []mount.Mount{{Type: "bind", Source: src, Target: "/shared", Options: []string{"rbind", "rslave"}}}
+	cfg.Process.Capabilities = append(append([]string(nil), DefaultCapabilities...), "CAP_SYS_ADMIN")
+	var out lockedBuffer
+	c := startT(t, cfg, Stdio{Stdout: &out, Stderr: &out})
+	waitFor(t, func() bool { return strings.Contains(out.String(), "ready") })
+	if err := unix.Mount("tmpfs", src+"/sub", "tmpfs", 0, "size=1m"); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(src+"/sub/marker", nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	st, err := c.Wait(ctx)
+	if err != nil || st.Code != 0 || !strings.Contains(out.String(), "seen") {
+		t.Fatalf("%v %v %q", st, err, out.String())
+	}
+	// The container's own mount on /shared/sub did not come back.
+	if _, err := os.Stat(src + "/sub/marker"); err != nil {
+		t.Fatalf("the container's mount propagated to the host: %v", err)
 	}
 }
