@@ -766,3 +766,66 @@ func TestV1NoHugetlb(t *testing.T) {
 		t.Fatalf("hugetlb limit without the controller: %v, want ErrUnsupported", err)
 	}
 }
+
+// TestDeleteSubgroups: groups a container made below its own (through its
+// cgroup namespace) go with it, and Watch ends at Delete.
+func TestDeleteSubgroups(t *testing.T) {
+	testutil.RequiresRoot(t)
+	c := newTestGroup(t, Resources{})
+	for _, d := range c.dirs {
+		if err := os.MkdirAll(filepath.Join(d, "inner", "deeper"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h := startHelper(t, -1)
+	inner := filepath.Join(c.procsDir(), "inner", "deeper")
+	if err := writeFile(inner, "cgroup.procs", strconv.Itoa(h.cmd.Process.Pid)); err != nil {
+		t.Fatal(err)
+	}
+	procs, err := c.Procs()
+	if err != nil || len(procs) != 1 || procs[0] != h.cmd.Process.Pid {
+		t.Fatalf("Procs = %v, %v: want the helper in a sub-group", procs, err)
+	}
+	w := c.Watch(context.Background(), 10*time.Millisecond)
+	if err := c.Kill(cancelCtx(t, 10*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	h.wait(t, 10*time.Second)
+	if err := c.Delete(cancelCtx(t, 10*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range c.dirs {
+		if _, err := os.Stat(d); err == nil {
+			t.Errorf("%s survived Delete", d)
+		}
+	}
+	deadline := time.After(5 * time.Second)
+	for {
+		select {
+		case _, ok := <-w:
+			if !ok {
+				return
+			}
+		case <-deadline:
+			t.Fatal("Watch channel open after Delete")
+		}
+	}
+}
+
+// TestLoadUpdate: another process (here another Cgroup value) updates a
+// group it did not create.
+func TestLoadUpdate(t *testing.T) {
+	requireV1(t, "pids")
+	r := Resources{PidsLimit: 10}
+	c := newTestGroup(t, r)
+	l, err := Load(Config{Parent: c.Parent(), Name: c.Name(), Resources: r})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.Update(Resources{PidsLimit: 20}); err != nil {
+		t.Fatal(err)
+	}
+	if got := readFile(t, filepath.Join(c.v1["pids"], "pids.max")); got != "20" {
+		t.Errorf("pids.max = %s after Update through Load", got)
+	}
+}
