@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -106,11 +107,20 @@ func isTokenChar(c byte) bool {
 // authState is what the client knows about one host's authentication: the
 // challenge it answered with, and the bearer tokens fetched so far, by scope.
 type authState struct {
-	mu      sync.Mutex
-	scheme  string // "", "basic" or "bearer"
-	realm   string
-	service string
-	tokens  map[string]cachedToken
+	mu       sync.Mutex
+	scheme   string // "", "basic" or "bearer"
+	realm    string
+	service  string
+	tokens   map[string]cachedToken
+	inflight map[string]*tokenFlight // fetches under way, by scope key
+	cred     *Credential             // looked up once; dropped on a 401
+}
+
+// tokenFlight lets concurrent requests for the same scopes share one fetch.
+type tokenFlight struct {
+	done chan struct{}
+	tok  string
+	err  error
 }
 
 type cachedToken struct {
@@ -119,7 +129,7 @@ type cachedToken struct {
 }
 
 func (c *Client) authFor(host string) *authState {
-	v, _ := c.auths.LoadOrStore(host, &authState{tokens: map[string]cachedToken{}})
+	v, _ := c.auths.LoadOrStore(host, &authState{tokens: map[string]cachedToken{}, inflight: map[string]*tokenFlight{}})
 	return v.(*authState)
 }
 
@@ -129,6 +139,7 @@ func (a *authState) learn(h http.Header) (scopes []string, ok bool) {
 	chs := ParseWWWAuthenticate(h.Values("WWW-Authenticate")...)
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	a.cred = nil // look the credential up again: it may have changed
 	for _, ch := range chs {
 		if ch.Scheme == "bearer" && ch.Params["realm"] != "" {
 			a.scheme, a.realm, a.service = "bearer", ch.Params["realm"], ch.Params["service"]
@@ -180,7 +191,7 @@ func (c *Client) authorize(ctx context.Context, ep *endpoint, req *http.Request,
 	a.mu.Unlock()
 	switch scheme {
 	case "basic":
-		cred, err := c.credential(ctx, ep.credHost)
+		cred, err := c.hostCredential(ctx, ep, a)
 		if err != nil {
 			return err
 		}
@@ -197,6 +208,26 @@ func (c *Client) authorize(ctx context.Context, ep *endpoint, req *http.Request,
 	return nil
 }
 
+// hostCredential is the credential for ep, looked up once per host (and
+// again after a 401), so that credential helpers do not run per request.
+func (c *Client) hostCredential(ctx context.Context, ep *endpoint, a *authState) (Credential, error) {
+	a.mu.Lock()
+	if a.cred != nil {
+		cred := *a.cred
+		a.mu.Unlock()
+		return cred, nil
+	}
+	a.mu.Unlock()
+	cred, err := c.credential(ctx, ep.credHost)
+	if err != nil {
+		return Credential{}, err
+	}
+	a.mu.Lock()
+	a.cred = &cred
+	a.mu.Unlock()
+	return cred, nil
+}
+
 func (c *Client) credential(ctx context.Context, host string) (Credential, error) {
 	if c.Credentials == nil {
 		return Credential{}, nil
@@ -208,30 +239,65 @@ func (c *Client) credential(ctx context.Context, host string) (Credential, error
 	return cred, nil
 }
 
-// token returns a cached bearer token for scopes, or fetches one from the
-// realm: with the refresh_token grant (POST) when the credential has an
-// identity token, else with GET, sending basic auth when there is a user
-// name. cred overrides the Credentials lookup when useCred is set (Login).
+// token returns a cached bearer token for scopes, or fetches one (once,
+// however many requests wait for it). With useCred (Login) it fetches with
+// cred, bypassing the cache.
 func (c *Client) token(ctx context.Context, ep *endpoint, a *authState, scopes []string, cred Credential, useCred bool) (string, error) {
 	key := scopeKey(scopes)
 	a.mu.Lock()
-	defer a.mu.Unlock()
-	if t, ok := a.tokens[key]; ok && time.Now().Before(t.expires) && !useCred {
+	realm, service := a.realm, a.service
+	if useCred {
+		a.mu.Unlock()
+		tok, _, err := c.fetchToken(ctx, ep, realm, service, key, cred)
+		return tok, err
+	}
+	if t, ok := a.tokens[key]; ok && time.Now().Before(t.expires) {
+		a.mu.Unlock()
 		return t.token, nil
 	}
-	if !useCred {
-		var err error
-		if cred, err = c.credential(ctx, ep.credHost); err != nil {
-			return "", err
+	if f := a.inflight[key]; f != nil {
+		a.mu.Unlock()
+		select {
+		case <-f.done:
+			if f.err != nil && ctx.Err() == nil && (errors.Is(f.err, context.Canceled) || errors.Is(f.err, context.DeadlineExceeded)) {
+				// The fetch died with its caller's context, not ours: try again.
+				return c.token(ctx, ep, a, scopes, cred, useCred)
+			}
+			return f.tok, f.err
+		case <-ctx.Done():
+			return "", ctx.Err()
 		}
 	}
-	realm, err := url.Parse(a.realm)
+	f := &tokenFlight{done: make(chan struct{})}
+	a.inflight[key] = f
+	a.mu.Unlock()
+
+	var expires time.Time
+	cred, f.err = c.hostCredential(ctx, ep, a)
+	if f.err == nil {
+		f.tok, expires, f.err = c.fetchToken(ctx, ep, realm, service, key, cred)
+	}
+	a.mu.Lock()
+	delete(a.inflight, key)
+	if f.err == nil {
+		a.tokens[key] = cachedToken{token: f.tok, expires: expires}
+	}
+	a.mu.Unlock()
+	close(f.done)
+	return f.tok, f.err
+}
+
+// fetchToken asks the realm for a token for the scopes in key: with the
+// OAuth2 refresh_token grant (POST) when cred has an identity token, else
+// with GET, sending basic auth when there is a user name.
+func (c *Client) fetchToken(ctx context.Context, ep *endpoint, realmURL, service, key string, cred Credential) (string, time.Time, error) {
+	realm, err := url.Parse(realmURL)
 	if err != nil || (realm.Scheme != "https" && realm.Scheme != "http") {
-		return "", fmt.Errorf("token realm %q of %s is not an http(s) URL: %w", a.realm, ep.host, errdefs.ErrInvalid)
+		return "", time.Time{}, fmt.Errorf("token realm %q of %s is not an http(s) URL: %w", realmURL, ep.host, errdefs.ErrInvalid)
 	}
 	q := url.Values{}
-	if a.service != "" {
-		q.Set("service", a.service)
+	if service != "" {
+		q.Set("service", service)
 	}
 	for _, s := range strings.Fields(key) {
 		q.Add("scope", s)
@@ -269,31 +335,31 @@ func (c *Client) token(ctx context.Context, ep *endpoint, a *authState, scopes [
 		})
 	}
 	if err != nil {
-		return "", fmt.Errorf("fetch token for %s from %s: %w", ep.host, redactURL(a.realm), err)
+		return "", time.Time{}, fmt.Errorf("fetch token for %s from %s: %w", ep.host, redactURL(realmURL), err)
 	}
 	if resp.StatusCode != http.StatusOK {
 		e := newError(resp)
 		if e.StatusCode == http.StatusUnauthorized || e.StatusCode == http.StatusForbidden {
-			return "", fmt.Errorf("fetch token for %s (scope %q): %w: %w", ep.host, key, e, errdefs.ErrUnauthorized)
+			return "", time.Time{}, fmt.Errorf("fetch token for %s (scope %q): %w: %w", ep.host, key, e, errdefs.ErrUnauthorized)
 		}
-		return "", fmt.Errorf("fetch token for %s (scope %q): %w", ep.host, key, e)
+		return "", time.Time{}, fmt.Errorf("fetch token for %s (scope %q): %w", ep.host, key, e)
 	}
 	defer resp.Body.Close()
 	var tr2 struct {
-		Token       string    `json:"token"`
-		AccessToken string    `json:"access_token"`
-		ExpiresIn   int       `json:"expires_in"`
-		IssuedAt    time.Time `json:"issued_at"`
+		Token       string `json:"token"`
+		AccessToken string `json:"access_token"`
+		ExpiresIn   int    `json:"expires_in"`
+		IssuedAt    string `json:"issued_at"`
 	}
 	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&tr2); err != nil {
-		return "", fmt.Errorf("token response from %s: %v: %w", redactURL(a.realm), err, errdefs.ErrInvalid)
+		return "", time.Time{}, fmt.Errorf("token response from %s: %v: %w", redactURL(realmURL), err, errdefs.ErrInvalid)
 	}
 	tok := tr2.AccessToken
 	if tok == "" {
 		tok = tr2.Token
 	}
 	if tok == "" {
-		return "", fmt.Errorf("token response from %s has no token: %w", redactURL(a.realm), errdefs.ErrInvalid)
+		return "", time.Time{}, fmt.Errorf("token response from %s has no token: %w", redactURL(realmURL), errdefs.ErrInvalid)
 	}
 	// The spec's default lifetime is 60 s; keep a margin for clock skew
 	// and for requests in flight.
@@ -302,13 +368,10 @@ func (c *Client) token(ctx context.Context, ep *endpoint, a *authState, scopes [
 		life = 60 * time.Second
 	}
 	issued := time.Now()
-	if !tr2.IssuedAt.IsZero() && tr2.IssuedAt.Before(issued) && issued.Sub(tr2.IssuedAt) < life {
-		issued = tr2.IssuedAt
+	if at, err := time.Parse(time.RFC3339, tr2.IssuedAt); err == nil && at.Before(issued) && issued.Sub(at) < life {
+		issued = at
 	}
-	if !useCred {
-		a.tokens[key] = cachedToken{token: tok, expires: issued.Add(life - life/10)}
-	}
-	return tok, nil
+	return tok, issued.Add(life - life/10), nil
 }
 
 // Login checks cred against host ("docker.io", "127.0.0.1:5000", ...): it
