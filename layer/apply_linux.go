@@ -39,6 +39,8 @@ type ApplyOptions struct {
 	// as a 0/0 character device x, `.wh..wh..opq` as the
 	// trusted.overlay.opaque=y xattr on its directory.
 	ApplyWhiteouts bool
+
+	walk bool // tests: resolve paths without openat2
 }
 
 func (o ApplyOptions) limits() (entries, bytes int64, name int) {
@@ -112,6 +114,7 @@ type applier struct {
 	cacheFd   int
 
 	writeback bool
+	noOpenat2 bool // resolve with walk
 
 	dirs    []dirTimes
 	written map[string]bool // ApplyWhiteouts: paths this tar made
@@ -366,9 +369,10 @@ func (a *applier) parent(dir string, create bool) (int, error) {
 	return fd, nil
 }
 
-var openat2Missing bool
-
 func (a *applier) resolve(dir string) (int, error) {
+	if a.opts.walk || a.noOpenat2 {
+		return a.walk(dir)
+	}
 	how := unix.OpenHow{
 		Flags:   unix.O_PATH | unix.O_DIRECTORY | unix.O_CLOEXEC,
 		Resolve: unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS | unix.RESOLVE_NO_XDEV,
@@ -378,11 +382,87 @@ func (a *applier) resolve(dir string) (int, error) {
 		if err == unix.EINTR || err == unix.EAGAIN {
 			continue
 		}
-		if err == unix.ENOSYS {
-			return -1, fmt.Errorf("openat2 (Linux 5.6) is needed to extract safely: %w", errdefs.ErrUnsupported)
+		if err == unix.ENOSYS || err == unix.EPERM {
+			// Before Linux 5.6, or a seccomp filter that hides openat2.
+			a.noOpenat2 = true
+			return a.walk(dir)
 		}
 		return fd, err
 	}
+}
+
+// walk resolves dir below the root as openat2 RESOLVE_IN_ROOT does, one
+// component at a time: symlinks are read and followed as if the root
+// were "/", and ".." never climbs above it.
+func (a *applier) walk(dir string) (int, error) {
+	var stack []int // open directories below the root; the last is current
+	defer func() {
+		for _, fd := range stack {
+			unix.Close(fd)
+		}
+	}()
+	cur := func() int {
+		if len(stack) == 0 {
+			return a.rootfd
+		}
+		return stack[len(stack)-1]
+	}
+	rest := strings.Split(dir, "/")
+	links := 0
+	buf := make([]byte, unix.PathMax)
+	for len(rest) > 0 {
+		c := rest[0]
+		rest = rest[1:]
+		switch c {
+		case "", ".":
+			continue
+		case "..":
+			if len(stack) > 0 {
+				unix.Close(stack[len(stack)-1])
+				stack = stack[:len(stack)-1]
+			}
+			continue
+		}
+		fd, err := unix.Openat(cur(), c, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return -1, err
+		}
+		var st unix.Stat_t
+		if err := unix.Fstat(fd, &st); err != nil {
+			unix.Close(fd)
+			return -1, err
+		}
+		switch st.Mode & unix.S_IFMT {
+		case unix.S_IFDIR:
+			stack = append(stack, fd)
+		case unix.S_IFLNK:
+			n, err := unix.Readlinkat(fd, "", buf)
+			unix.Close(fd)
+			if err != nil {
+				return -1, err
+			}
+			if links++; links > 40 {
+				return -1, unix.ELOOP
+			}
+			target := string(buf[:n])
+			if strings.HasPrefix(target, "/") {
+				for _, fd := range stack {
+					unix.Close(fd)
+				}
+				stack = nil
+			}
+			rest = append(strings.Split(target, "/"), rest...)
+		default:
+			unix.Close(fd)
+			return -1, unix.ENOTDIR
+		}
+	}
+	if len(stack) == 0 {
+		return unix.FcntlInt(uintptr(a.rootfd), unix.F_DUPFD_CLOEXEC, 0)
+	}
+	fd := stack[len(stack)-1]
+	stack = stack[:len(stack)-1]
+	return fd, nil
 }
 
 func (a *applier) mkdirAll(dir string) error {

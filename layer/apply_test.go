@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -49,6 +50,10 @@ func TestApplyKeepsEverything(t *testing.T) {
 	)
 	n, err := apply(t, dir, tb, ApplyOptions{})
 	if err != nil {
+		t.Fatal(err)
+	}
+	// The same through the fallback resolver (no openat2).
+	if _, err := apply(t, t.TempDir(), tb, ApplyOptions{walk: true}); err != nil {
 		t.Fatal(err)
 	}
 	if n != int64(len("su")+len("w")+len("hello")+len("p")+len("x")) {
@@ -232,41 +237,58 @@ func TestApplyHostile(t *testing.T) {
 		{name: "entry-limit", tar: manyEntries(200), opts: ApplyOptions{MaxEntries: 100}, wantErr: true},
 		{name: "byte-limit", tar: []ent{{Name: "big", Body: strings.Repeat("z", 100000)}}, opts: ApplyOptions{MaxBytes: 50000}, wantErr: true},
 	}
-	for _, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			box := t.TempDir()
-			layer, outside := filepath.Join(box, "layer"), filepath.Join(box, "outside")
-			os.Mkdir(layer, 0o755)
-			os.MkdirAll(filepath.Join(outside, "sub"), 0o755)
-			os.WriteFile(filepath.Join(outside, "keep"), []byte("keep"), 0o644)
-			before := tree(t, outside)
-			ents := c.tar
-			for i := range ents {
-				ents[i].Link = strings.ReplaceAll(ents[i].Link, "@OUTSIDE@", outside)
+	for _, walk := range []bool{false, true} {
+		for _, c := range cases {
+			c.opts.walk = walk
+			name := c.name
+			if walk {
+				name += "-walk"
 			}
-			_, err := apply(t, layer, mkTar(t, ents...), c.opts)
-			if c.wantErr {
-				if !errors.Is(err, errdefs.ErrInvalid) {
-					t.Errorf("got %v, want an error wrapping ErrInvalid", err)
-				}
-			} else if err != nil && !errors.Is(err, errdefs.ErrInvalid) {
-				t.Errorf("unexpected error kind: %v", err)
-			}
-			if after := tree(t, outside); !reflect.DeepEqual(before, after) {
-				t.Errorf("outside changed: %v -> %v", names(before), names(after))
-			}
-			if ents, _ := os.ReadDir(box); len(ents) != 2 {
-				t.Errorf("box holds %v", ents)
-			}
-			if b, _ := os.ReadFile("/etc/passwd"); !bytes.Equal(b, passwd) {
-				t.Fatal("/etc/passwd changed!")
-			}
-			if c.check != nil && err == nil {
-				c.check(t, layer, outside)
-			}
-			t.Logf("err: %v", err)
-		})
+			hostileCase(t, name, c.tar, c.opts, c.wantErr, c.check, passwd)
+		}
 	}
+}
+
+func hostileCase(t *testing.T, name string, tarEnts []ent, opts ApplyOptions, wantErr bool, check func(t *testing.T, layer, outside string), passwd []byte) {
+	c := struct {
+		tar     []ent
+		opts    ApplyOptions
+		wantErr bool
+		check   func(t *testing.T, layer, outside string)
+	}{tarEnts, opts, wantErr, check}
+	t.Run(name, func(t *testing.T) {
+		box := t.TempDir()
+		layer, outside := filepath.Join(box, "layer"), filepath.Join(box, "outside")
+		os.Mkdir(layer, 0o755)
+		os.MkdirAll(filepath.Join(outside, "sub"), 0o755)
+		os.WriteFile(filepath.Join(outside, "keep"), []byte("keep"), 0o644)
+		before := tree(t, outside)
+		ents := slices.Clone(c.tar)
+		for i := range ents {
+			ents[i].Link = strings.ReplaceAll(ents[i].Link, "@OUTSIDE@", outside)
+		}
+		_, err := apply(t, layer, mkTar(t, ents...), c.opts)
+		if c.wantErr {
+			if !errors.Is(err, errdefs.ErrInvalid) {
+				t.Errorf("got %v, want an error wrapping ErrInvalid", err)
+			}
+		} else if err != nil && !errors.Is(err, errdefs.ErrInvalid) {
+			t.Errorf("unexpected error kind: %v", err)
+		}
+		if after := tree(t, outside); !reflect.DeepEqual(before, after) {
+			t.Errorf("outside changed: %v -> %v", names(before), names(after))
+		}
+		if ents, _ := os.ReadDir(box); len(ents) != 2 {
+			t.Errorf("box holds %v", ents)
+		}
+		if b, _ := os.ReadFile("/etc/passwd"); !bytes.Equal(b, passwd) {
+			t.Fatal("/etc/passwd changed!")
+		}
+		if c.check != nil && err == nil {
+			c.check(t, layer, outside)
+		}
+		t.Logf("err: %v", err)
+	})
 }
 
 func manyEntries(n int) []ent {
