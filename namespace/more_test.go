@@ -360,3 +360,22 @@ func TestMountPropagation(t *testing.T) {
 		t.Fatalf("the container's mount propagated to the host: %v", err)
 	}
 }
+
+// The fallback for kernels without mount_setattr: a sealed memfd copy.
+func TestMemfdFallback(t *testing.T) {
+	f, err := memfdSelf()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.WriteAt([]byte{0}, 0); !errors.Is(err, unix.EPERM) {
+		t.Fatalf("write to the sealed copy: %v", err)
+	}
+	st, _ := f.Stat()
+	t.Logf("memfd copy: %d bytes", st.Size())
+	cmd := exec.Command(fmt.Sprintf("/proc/self/fd/%d", f.Fd()), "-test.run=^$")
+	cmd.ExtraFiles = nil
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("exec the copy: %v %s", err, out)
+	}
+}

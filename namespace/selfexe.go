@@ -47,6 +47,12 @@ func initBinary() (string, error) {
 			selfExe.err = fmt.Errorf("protecting the init binary: %w", err)
 			return
 		}
+		// Keep the descriptor clear of 0-3, which the spawned init's stdio and
+		// control socket are moved onto before the exec.
+		if fd, err := unix.FcntlInt(f.Fd(), unix.F_DUPFD_CLOEXEC, 10); err == nil {
+			f.Close()
+			f = os.NewFile(uintptr(fd), f.Name())
+		}
 		selfExe.f, selfExe.kind = f, kind
 		selfExe.path = "/proc/self/fd/" + strconv.Itoa(int(f.Fd()))
 	})
