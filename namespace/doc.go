@@ -38,7 +38,14 @@
 // exit status, and starts Exec'd processes, whose stdio arrives as file
 // descriptors over the control socket; exec therefore never needs setns.
 // When the main process exits, the supervisor exits with its status and the
-// kernel kills what is left in the PID namespace.
+// kernel kills what is left in the PID namespace (without a PID namespace,
+// the supervisor is a child subreaper and kills its descendants itself).
+// Container.Wait returns only after the supervisor itself has exited, so
+// when it returns nothing of the container runs any more.
+//
+// Seccomp profiles are compiled to BPF by the owner, once per distinct
+// profile and capability set, and the init only installs the program
+// (compiling Docker's profile costs milliseconds).
 //
 // Per-thread state: the cgroup namespace (created after Prestart has placed
 // the init in the container's cgroups, unless StartOptions.CgroupFD lets
@@ -70,15 +77,28 @@
 // per process and held only as a file descriptor: every write through it
 // fails with EROFS, it costs no memory and leaves nothing to clean up.
 // Kernels without mount_setattr get a sealed memfd copy instead (the
-// binary's size in memory, once per process).
+// binary's size in memory, once per process: 4.7 MB for this package's test
+// binary). Measured here: an idle supervisor's PSS is about 3.3 MB (1.2 MB
+// of it private heap and stacks, the rest the binary's pages, shared with
+// the owner and every other supervisor).
 //
 // # Differences from Docker
 //
 // The user's process is not PID 1: the supervisor is (like docker run
 // --init), so a process without a SIGTERM handler dies from SIGTERM where it
 // would ignore it as PID 1. Capabilities, no_new_privs, rlimits and seccomp
-// are per container: an Exec'd process gets the container's. Privileged
-// containers get all capabilities but only the standard devices.
+// are per container: an Exec'd process gets the container's (its User,
+// Env, Cwd and Terminal are its own). Privileged containers get all
+// capabilities but only the standard devices. With "-u name:group" the
+// supplementary groups are not taken from /etc/group (moby/sys/user, as
+// runc). A pseudo-terminal's end of input is sent as a VEOF character (^D),
+// which a program reading in raw mode sees as a byte.
+//
+// no_new_privs and capabilities are applied on all threads with
+// syscall.AllThreadsSyscall when the binary has no cgo; with cgo
+// (AllThreadsSyscall returns ENOTSUP) they are applied to the init's main
+// thread only, which is enough because every process of the container is
+// forked from that thread.
 //
 // When not to use it: this package runs as root with real namespaces; it
 // knows nothing about images, cgroups or networks (package berth composes
