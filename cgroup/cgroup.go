@@ -117,6 +117,9 @@ func (cfg *Config) build() (*Cgroup, error) {
 		c.v2 = filepath.Join(h.unified, rel)
 		c.dirs = append(c.dirs, c.v2)
 	}
+	if len(c.dirs) == 0 {
+		return nil, fmt.Errorf("cgroup: no cgroup hierarchy berth can use is mounted (mode %s): %w", h.mode, errdefs.ErrUnsupported)
+	}
 	return c, nil
 }
 

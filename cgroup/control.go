@@ -188,7 +188,9 @@ func (c *Cgroup) killPid(pid int) error {
 	sc := bufio.NewScanner(bytes.NewReader(b))
 	for sc.Scan() {
 		parts := strings.SplitN(sc.Text(), ":", 3)
-		if len(parts) == 3 && (parts[2] == c.Path() || strings.HasPrefix(parts[2], c.Path()+"/")) {
+		// A suffix, not equality: without a cgroup namespace a container's
+		// view of a hierarchy starts below the root (/docker/<id>/berth/x).
+		if len(parts) == 3 && (strings.HasSuffix(parts[2], c.Path()) || strings.Contains(parts[2], c.Path()+"/")) {
 			mine = true
 			break
 		}

@@ -152,6 +152,7 @@ func exists(p string) bool {
 // cgroup2 mount point listed in a mountinfo file.
 func readCgroupMounts(path string) (v1 map[string]string, unified string) {
 	v1 = map[string]string{}
+	rootMount := map[string]bool{}
 	f, err := os.Open(path)
 	if err != nil {
 		return v1, ""
@@ -177,13 +178,12 @@ func readCgroupMounts(path string) (v1 map[string]string, unified string) {
 				unified = mp
 			}
 		case "cgroup":
-			if pf[3] != "/" {
-				// A bind mount of a sub-tree; prefer the hierarchy root.
-				continue
-			}
+			// Prefer a mount of the hierarchy root; take a sub-tree (a
+			// container's view without a cgroup namespace) when that is all.
 			for _, o := range strings.Split(qf[2], ",") {
-				if _, dup := v1[o]; !dup {
+				if _, dup := v1[o]; !dup || (pf[3] == "/" && !rootMount[o]) {
 					v1[o] = mp
+					rootMount[o] = pf[3] == "/"
 				}
 			}
 		}

@@ -516,3 +516,34 @@ func TestV2OOMEventsInotify(t *testing.T) {
 		t.Fatal("channel not closed after cancel")
 	}
 }
+
+func TestReadCgroupMounts(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "mountinfo")
+	os.WriteFile(p, []byte(`25 1 0:22 / /sys rw - sysfs sysfs rw
+30 25 0:26 / /sys/fs/cgroup rw - tmpfs tmpfs rw
+31 30 0:27 / /sys/fs/cgroup/unified rw - cgroup2 cgroup2 rw
+32 30 0:28 / /sys/fs/cgroup/cpu,cpuacct rw - cgroup cgroup rw,cpu,cpuacct
+33 30 0:29 /docker/abc /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory
+34 30 0:29 / /mnt/mem\040root rw - cgroup cgroup rw,memory
+35 30 0:30 /docker/abc /sys/fs/cgroup/pids rw - cgroup cgroup rw,pids
+`), 0o644)
+	v1, unified := readCgroupMounts(p)
+	if unified != "/sys/fs/cgroup/unified" {
+		t.Errorf("unified = %q", unified)
+	}
+	for ctrl, want := range map[string]string{
+		"cpu":     "/sys/fs/cgroup/cpu,cpuacct",
+		"cpuacct": "/sys/fs/cgroup/cpu,cpuacct",
+		"memory":  "/mnt/mem root", // the root mount wins over a sub-tree
+		"pids":    "/sys/fs/cgroup/pids",
+	} {
+		if v1[ctrl] != want {
+			t.Errorf("%s at %q, want %q", ctrl, v1[ctrl], want)
+		}
+	}
+	h := &host{v1: map[string]string{}}
+	h.setV1(v1)
+	if len(h.v1dirs) != 3 {
+		t.Errorf("distinct hierarchies %v, want 3 (cpu and cpuacct share one)", h.v1dirs)
+	}
+}
