@@ -234,6 +234,11 @@ func (m *Manager) Attach(ctx context.Context, cfg EndpointConfig) (*Endpoint, er
 
 	// 3. Publish ports (host lock).
 	if len(ports) > 0 {
+		// Hairpin: the container may reach its own published port through
+		// a host address; the reply then leaves by the port it came in.
+		if err := m.host.LinkSetHairpin(&netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: ep.HostIfName}}, true); err != nil {
+			return nil, wrap(fmt.Errorf("hairpin mode on %s: %w", ep.HostIfName, err))
+		}
 		ep.Ports, err = m.publish(ctx, &cfg, ep, own, ports)
 		if err != nil {
 			return nil, wrap(err)

@@ -391,6 +391,18 @@ func (e *testEnv) checkClean() {
 			h.LinkDel(l)
 		}
 	}
+	addrs, err := retryDump(func() ([]netlink.Addr, error) { return h.AddrList(nil, netlink.FAMILY_V4) })
+	if err != nil {
+		t.Error(err)
+	}
+	for _, a := range addrs {
+		p, _ := prefixOf(a.IPNet)
+		for _, pool := range e.m.Pools {
+			if pool.Base.Overlaps(p) {
+				t.Errorf("address %s survived on link %d", a.IPNet, a.LinkIndex)
+			}
+		}
+	}
 	c, err := nftables.New()
 	if err != nil {
 		t.Error(err)

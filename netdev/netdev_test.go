@@ -187,6 +187,10 @@ func TestPublishedPorts(t *testing.T) {
 	if got := b.must("get http://%s:%d/", n.Gateway, tcp); !strings.HasPrefix(got, "hello "+n.Gateway.String()+":") {
 		t.Fatalf("hairpin: %q", got)
 	}
+	// ... and so does the container itself (hairpin mode).
+	if got := a.must("get http://%s:%d/", n.Gateway, tcp); !strings.HasPrefix(got, "hello "+n.Gateway.String()+":") {
+		t.Fatalf("hairpin to itself: %q", got)
+	}
 	// A fixed host port already published is refused.
 	_, err := e.m.Attach(context.Background(), EndpointConfig{ContainerID: "b", Network: "pub", Pid: b.Pid,
 		Ports: []PortMapping{{HostPort: tcp, ContainerPort: 80}}})

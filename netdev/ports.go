@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
 	"github.com/berthrt/berth/errdefs"
@@ -128,6 +129,7 @@ func (m *Manager) publish(ctx context.Context, cfg *EndpointConfig, ep *epState,
 		_ = m.saveHost(hs)
 		return nil, err
 	}
+	m.forgetUDP(out)
 	return out, nil
 }
 
@@ -145,6 +147,44 @@ func (m *Manager) unpublish(ctx context.Context, bridge, veth string) error {
 	if err := m.removePortRules(bridge, veth); err != nil {
 		return err
 	}
-	hs.Ports = slices.DeleteFunc(hs.Ports, func(p *hostPort) bool { return p.Bridge == bridge && p.HostIfName == veth })
+	var gone []PortMapping
+	hs.Ports = slices.DeleteFunc(hs.Ports, func(p *hostPort) bool {
+		if p.Bridge == bridge && p.HostIfName == veth {
+			gone = append(gone, PortMapping{HostIP: p.HostIP, HostPort: p.Port, Protocol: p.Proto})
+			return true
+		}
+		return false
+	})
+	m.forgetUDP(gone)
 	return m.saveHost(hs)
+}
+
+// forgetUDP deletes the conntrack entries of UDP host ports that were just
+// published or unpublished, as Docker does: a UDP "connection" tracked
+// before the change would keep its old translation (or none) for as long
+// as packets keep coming.
+func (m *Manager) forgetUDP(ports []PortMapping) {
+	var filters []netlink.CustomConntrackFilter
+	for _, p := range ports {
+		if p.Protocol != "udp" {
+			continue
+		}
+		f := &netlink.ConntrackFilter{}
+		if f.AddProtocol(unix.IPPROTO_UDP) != nil || f.AddPort(netlink.ConntrackOrigDstPort, p.HostPort) != nil {
+			continue
+		}
+		filters = append(filters, f)
+	}
+	if len(filters) == 0 {
+		return
+	}
+	h, err := netlink.NewHandleAt(m.hostNS, unix.NETLINK_NETFILTER)
+	if err != nil {
+		m.Logger.Warn("netdev: conntrack handle", "err", err)
+		return
+	}
+	defer h.Close()
+	if _, err := h.ConntrackDeleteFilters(netlink.ConntrackTable, unix.AF_INET, filters...); err != nil {
+		m.Logger.Debug("netdev: delete UDP conntrack entries", "err", err)
+	}
 }
