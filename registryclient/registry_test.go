@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -384,6 +385,40 @@ func TestBearerTokenAuth(t *testing.T) {
 	// One token for push (pull,push), one for pull: cached per scope.
 	if n := reg.TokenRequests() - before; n > 3 {
 		t.Errorf("%d token requests for one push and one pull; tokens are not cached", n)
+	}
+
+	// Concurrent pulls on a fresh client share one token fetch, and
+	// progress callbacks see every byte.
+	fresh := &rc.Client{Retry: fastRetry, Credentials: rc.StaticCredentials{reg.Host: {Username: "bob", Password: "hunter2"}}}
+	before = reg.TokenRequests()
+	var wg sync.WaitGroup
+	errs := make(chan error, 16)
+	for i := 0; i < 16; i++ {
+		wg.Add(1)
+		go func(l ocispec.Descriptor) {
+			defer wg.Done()
+			r, err := fresh.OpenBlob(ctx, ref, l, 0)
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer r.Close()
+			var last int64
+			r.(*rc.BlobReader).SetProgress(func(off int64) { last = off })
+			if _, err := io.Copy(io.Discard, r); err != nil {
+				errs <- err
+			} else if last != l.Size {
+				errs <- fmt.Errorf("progress ended at %d of %d", last, l.Size)
+			}
+		}(m.Layers[i%len(m.Layers)])
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if n := reg.TokenRequests() - before; n != 1 {
+		t.Errorf("16 concurrent pulls fetched %d tokens, want 1", n)
 	}
 
 	// An identity token (refresh token) is exchanged with POST.
