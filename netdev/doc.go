@@ -29,9 +29,22 @@
 // whose host end (named "berth" + 7 random hex digits) is a port of the
 // bridge and whose other end is created directly inside the container's
 // namespace under its final name (eth0, eth1, ...), so it never exists, even
-// briefly, under a temporary name. Its MAC address is derived from its IP
-// address (02:42:a.b.c.d, as Docker does), so a reused address never meets a
-// stale neighbour entry. Addresses are handed out round-robin.
+// briefly, under a temporary name, and never needs a move between
+// namespaces (which costs the kernel as much as a deletion). Its MAC
+// address is derived from its IP address (02:42:a.b.c.d, as Docker does),
+// so a reused address never meets a stale neighbour entry. Addresses are
+// handed out round-robin. Attach returns once the kernel's link-watch work
+// has brought both ends (and the bridge) operationally up: before that a
+// device's queue drops every packet, so a container's first ARP request or
+// SYN would be lost for up to a second on a busy host.
+//
+// Detach cuts the endpoint off at once (host end down, ports unpublished,
+// names removed from hosts files) and deletes the veth pair in the
+// background: the kernel spends 10-20 ms per link deletion waiting for RCU
+// grace periods, which would dominate the cost of a container's network.
+// The address stays taken until the pair is gone; Close waits for pending
+// deletions, and RemoveNetwork, or an Attach of the same container, address
+// or namespace, waits for the ones in its way.
 //
 // # Packet filtering and NAT
 //
@@ -56,6 +69,16 @@
 //     another is dropped, through the named set "bridges"; an internal
 //     network's traffic never leaves its bridge), then accept rules for the
 //     bridges.
+//   - raw (filter, prerouting, priority raw): traffic between two
+//     containers of one bridge skips conntrack. With br_netfilter loaded
+//     (bridge-nf-call-iptables=1, common and the case here) switched frames
+//     still pass the IP hooks; without this, a bridge carried a third less
+//     than a plain veth pair (283 vs 417 MB/s), with it the same.
+//
+// An endpoint with published ports has hairpin mode on its bridge port, so
+// it can reach its own published port through a host address. Publishing
+// or unpublishing a UDP port deletes the conntrack entries of that port, so
+// a flow seen before the change does not keep its old translation.
 //
 // Every rule carries a comment naming its owner, "net=<bridge>" for a
 // network's rules and "ep=<bridge>/<veth>" for an endpoint's published
