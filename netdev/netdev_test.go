@@ -686,3 +686,49 @@ func TestCleanupCrashedProcess(t *testing.T) {
 		t.Fatalf("got %s", ep.IP)
 	}
 }
+
+// TestConcurrentGoroutines attaches and detaches from many goroutines of
+// one process, through one Manager.
+func TestConcurrentGoroutines(t *testing.T) {
+	e := newEnv(t)
+	e.network(NetworkConfig{Name: "par"})
+	const n = 20
+	paths := make([]string, n)
+	for i := range paths {
+		paths[i] = newNetNS(t)
+	}
+	eps := make([]*Endpoint, n)
+	errs := make(chan error, n)
+	for i := range n {
+		go func() {
+			ep, err := e.m.Attach(context.Background(), EndpointConfig{ContainerID: fmt.Sprint("g", i), Network: "par",
+				NetNSPath: paths[i], Ports: []PortMapping{{ContainerPort: 80, Protocol: []string{"tcp", "udp"}[i%2]}}})
+			if err == nil {
+				e.track(ep.HostIfName)
+				eps[i] = ep
+			}
+			errs <- err
+		}()
+	}
+	for range n {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	ips, ports := map[netip.Addr]bool{}, map[string]bool{}
+	for _, ep := range eps {
+		k := fmt.Sprint(ep.Ports[0].Protocol, ep.Ports[0].HostPort)
+		if ips[ep.IP] || ports[k] {
+			t.Fatalf("duplicate %s or %s", ep.IP, k)
+		}
+		ips[ep.IP], ports[k] = true, true
+	}
+	for i := range n {
+		go func() { errs <- e.m.Detach(context.Background(), eps[i]) }()
+	}
+	for range n {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+}
