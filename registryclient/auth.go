@@ -378,7 +378,11 @@ func (c *Client) fetchToken(ctx context.Context, ep *endpoint, realmURL, service
 // answers the registry's /v2/ challenge with it, and returns nil when the
 // registry accepts it (or asks for none). A refused credential gives an
 // error wrapping errdefs.ErrUnauthorized. Login stores nothing.
+//
+// host may also be given as docker login takes it
+// ("https://index.docker.io/v1/").
 func (c *Client) Login(ctx context.Context, host string, cred Credential) error {
+	host = normalizeKey(host)
 	eps, err := c.endpoints(ctx, host, false)
 	if err != nil {
 		return fmt.Errorf("login to %s: %w", host, err)
