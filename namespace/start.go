@@ -236,7 +236,7 @@ func plumb(stdio Stdio, tty bool) (*stdioPlumbing, error) {
 		case *os.File:
 			p.child[i+1] = w
 		default:
-			if i == 1 && stdio.Stderr == stdio.Stdout && p.child[1] != nil {
+			if i == 1 && sameWriter(stdio.Stderr, stdio.Stdout) && p.child[1] != nil {
 				p.child[2] = p.child[1]
 				continue
 			}
@@ -251,6 +251,17 @@ func plumb(stdio Stdio, tty bool) (*stdioPlumbing, error) {
 		}
 	}
 	return p, nil
+}
+
+// sameWriter reports whether a and b are the same writer (one pipe then
+// serves both, as in exec.Cmd); incomparable values are not.
+func sameWriter(a, b io.Writer) (same bool) {
+	defer func() {
+		if recover() != nil {
+			same = false
+		}
+	}()
+	return a == b
 }
 
 func (p *stdioPlumbing) files() ([]*os.File, [3]bool) {
