@@ -196,8 +196,11 @@ func (s *initState) setup(stdio [3]*os.File) error {
 	}
 	s.mainSpec = sp
 
+	if err := s.limit(); err != nil {
+		return err
+	}
 	if !s.cgroupDeferred {
-		return s.lockDown()
+		return s.seal()
 	}
 	return nil
 }
@@ -215,16 +218,20 @@ func (s *initState) afterGo() error {
 				return err
 			}
 		}
-		return s.lockDown()
+		return s.seal()
 	}
 	return nil
 }
 
-// lockDown applies the container's security settings to the init itself,
+// limit and seal apply the container's security settings to the init itself,
 // so that they hold for every process it starts: bounding set,
 // no_new_privs, seccomp, and its own capabilities cut to the container's
 // (plus what it needs to supervise: kill, setuid, setgid).
-func (s *initState) lockDown() error {
+//
+// It comes in two parts: limit (bounding set, no_new_privs), which leaves
+// the init's own effective capabilities alone and is done before the owner
+// says go, and seal (seccomp, capabilities), after the last mount.
+func (s *initState) limit() error {
 	if err := dropBounding(s.caps, s.lastCap); err != nil {
 		return stepErr("capability bounding set", err)
 	}
@@ -233,6 +240,10 @@ func (s *initState) lockDown() error {
 			return stepErr("no_new_privs", err)
 		}
 	}
+	return nil
+}
+
+func (s *initState) seal() error {
 	if s.cfg.Seccomp != nil || s.host.SeccompProg != nil {
 		if err := installSeccomp(s.host.SeccompProg, s.cfg.Seccomp, s.cfg.capabilities()); err != nil {
 			return stepErr("seccomp", err)
