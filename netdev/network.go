@@ -49,7 +49,7 @@ type Network struct {
 	Internal bool         `json:"internal,omitempty"`
 	Created  time.Time    `json:"created"`
 	// Endpoints lists the network's containers, ordered by name.
-	Endpoints []Endpoint `json:"-"`
+	Endpoints []Endpoint `json:"endpoints,omitempty"`
 }
 
 // CreateNetwork creates a network: its bridge with the gateway address, up,
