@@ -394,7 +394,7 @@ func (rt *Runtime) Container(ctx context.Context, idOrName string) (*Container, 
 		return c, nil
 	}
 	c := &Container{rt: rt, id: r.ID, dir: rt.containerDir(r.ID), rec: r, cfg: r.Config}
-	c.refresh(ctx)
+	c.refresh(ctx, true)
 	return c, nil
 }
 
@@ -419,8 +419,10 @@ func (rt *Runtime) Containers(ctx context.Context, all bool) ([]*Container, erro
 }
 
 // refresh brings the state of a container known only from disk up to
-// date: a running container whose supervisor is gone has exited.
-func (c *Container) refresh(ctx context.Context) {
+// date: a running container whose supervisor is gone has exited. With
+// attach, a running detached container is attached to, so that this
+// handle can exec, signal and wait.
+func (c *Container) refresh(ctx context.Context, attach bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if !c.rec.State.Running || c.ns != nil {
@@ -431,12 +433,23 @@ func (c *Container) refresh(ctx context.Context) {
 			c.teardownLocked(ctx, st, false)
 			return
 		}
-		if ns, err := namespace.Attach(ctx, filepath.Join(c.rec.ControlDir, "control.sock")); err == nil {
-			c.ns = ns
-			c.done = make(chan struct{})
-			go c.reap(ns)
+		if !attach && processAlive(c.rec.State.Pid) {
 			return
 		}
+		ns, err := namespace.Attach(ctx, filepath.Join(c.rec.ControlDir, "control.sock"))
+		if err == nil {
+			c.ns = ns
+			c.done = make(chan struct{})
+			select {
+			case <-ns.Main().Done():
+				st, _ := ns.Wait(ctx)
+				c.teardownLocked(ctx, st, false)
+			default:
+				go c.reap(ns)
+			}
+			return
+		}
+		c.rt.log.Debug("attach to detached container", "container", c.id, "err", err)
 	}
 	if !processAlive(c.rec.State.Pid) {
 		c.teardownLocked(ctx, namespace.ExitStatus{Code: 137, Signal: syscall.SIGKILL}, false)

@@ -22,13 +22,9 @@ func (rt *Runtime) recover(ctx context.Context) error {
 			continue
 		}
 		c := &Container{rt: rt, id: r.ID, dir: rt.containerDir(r.ID), rec: r, cfg: r.Config}
-		c.refresh(ctx)
+		c.refresh(ctx, false)
 		if c.State().Running {
 			live[r.ID] = true
-			if c.ns != nil {
-				_ = c.ns.Close()
-				c.ns = nil
-			}
 		}
 	}
 	// Only empty groups can be removed, so another root's running

@@ -127,6 +127,21 @@ func (c *Container) startLocked(ctx context.Context) (err error) {
 func (c *Container) reap(ns *namespace.Container) {
 	st, err := ns.Wait(context.Background())
 	if err != nil {
+		// The connection to the supervisor broke without a status: if the
+		// supervisor still runs (a detached container whose handle was
+		// closed), the container has not exited.
+		c.mu.Lock()
+		alive := processAlive(c.rec.State.Pid)
+		if alive && c.rec.Config.Detached {
+			c.ns = nil
+			if c.done != nil {
+				close(c.done)
+				c.done = nil
+			}
+			c.mu.Unlock()
+			return
+		}
+		c.mu.Unlock()
 		st = namespace.ExitStatus{Code: 137, Signal: syscall.SIGKILL}
 	}
 	c.mu.Lock()

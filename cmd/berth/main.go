@@ -84,6 +84,7 @@ func (g *globalFlags) runtime() (*berth.Runtime, error) {
 		Root:               g.root,
 		RunDir:             g.runDir,
 		InsecureRegistries: g.insecure,
+		CgroupParent:       os.Getenv("BERTH_CGROUP_PARENT"),
 		RegistryMirrors:    g.mirrors,
 	}
 	if g.debug {

@@ -1,0 +1,174 @@
+//go:build linux
+
+package main_test
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/berthrt/berth/cgroup"
+	"github.com/berthrt/berth/internal/testutil"
+)
+
+var build struct {
+	once sync.Once
+	path string
+	err  error
+}
+
+// berthBinary builds the CLI once per test process, static, as the README
+// says.
+func berthBinary(t *testing.T) string {
+	t.Helper()
+	build.once.Do(func() {
+		dir, err := os.MkdirTemp("", "berth-cli-")
+		if err != nil {
+			build.err = err
+			return
+		}
+		build.path = filepath.Join(dir, "berth")
+		cmd := exec.Command("go", "build", "-o", build.path, ".")
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			build.err = err
+			t.Logf("%s", out)
+		}
+	})
+	if build.err != nil {
+		t.Fatal(build.err)
+	}
+	return build.path
+}
+
+type cli struct {
+	t      *testing.T
+	bin    string
+	root   string
+	parent string
+}
+
+func newCLI(t *testing.T) *cli {
+	testutil.RequiresRoot(t)
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	c := &cli{t: t, bin: berthBinary(t), root: t.TempDir(), parent: "berth-clitest-" + hex.EncodeToString(b)}
+	t.Cleanup(func() {
+		out, _ := c.run("ps", "-a", "-q")
+		for _, id := range strings.Fields(out) {
+			c.run("rm", "-f", id)
+		}
+		mi, _ := os.ReadFile("/proc/self/mountinfo")
+		if strings.Contains(string(mi), c.root) {
+			t.Errorf("a mount under %s survived", c.root)
+		}
+		if err := cgroup.Cleanup(c.parent, nil); err != nil {
+			t.Errorf("cgroup cleanup: %v", err)
+		}
+	})
+	return c
+}
+
+func (c *cli) run(args ...string) (string, error) {
+	full := append([]string{"--root", c.root}, args...)
+	cmd := exec.Command(c.bin, full...)
+	cmd.Env = append(os.Environ(), "BERTH_CGROUP_PARENT="+c.parent)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	err := cmd.Run()
+	return out.String(), err
+}
+
+func (c *cli) must(args ...string) string {
+	c.t.Helper()
+	out, err := c.run(args...)
+	if err != nil {
+		c.t.Fatalf("berth %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return out
+}
+
+func exitStatus(err error) int {
+	if ee, ok := err.(*exec.ExitError); ok {
+		return ee.ExitCode()
+	}
+	if err != nil {
+		return -1
+	}
+	return 0
+}
+
+// TestMainJob runs the README's main-job commands.
+func TestMainJob(t *testing.T) {
+	c := newCLI(t)
+	c.must("toolbox-image", "berth/toolbox")
+	out := c.must("run", "--rm", "--network", "none", "berth/toolbox", "echo", "hello from a container")
+	if out != "hello from a container\n" {
+		t.Errorf("run printed %q", out)
+	}
+	if out, err := c.run("run", "--rm", "--network", "none", "berth/toolbox", "exit", "7"); exitStatus(err) != 7 {
+		t.Errorf("run exit 7: status %d, %s", exitStatus(err), out)
+	}
+	if out, err := c.run("run", "--rm", "--network", "none", "berth/toolbox", "no-such-cmd"); exitStatus(err) != 127 {
+		t.Errorf("run of a missing command: status %d, %s", exitStatus(err), out)
+	}
+	if out, err := c.run("run", "--rm", "no/such-image-here:v1"); exitStatus(err) != 125 || strings.Count(out, "\n") != 1 {
+		t.Errorf("run of a missing image: status %d, output %q", exitStatus(err), out)
+	}
+	if out := c.must("ps", "-a", "-q"); strings.TrimSpace(out) != "" {
+		t.Errorf("--rm left containers: %q", out)
+	}
+}
+
+// TestDetachedLifecycle drives a detached container from separate
+// processes: run -d, exec, logs, inspect, stop, rm.
+func TestDetachedLifecycle(t *testing.T) {
+	c := newCLI(t)
+	c.must("toolbox-image", "berth/toolbox")
+	// A command that does not exist: the start fails with 127 and nothing stays.
+	if out, err := c.run("run", "-d", "--name", "sleeper", "--network", "none", "berth/toolbox", "no-such-loop"); exitStatus(err) != 127 {
+		t.Errorf("run -d of a missing command: status %d, %s", exitStatus(err), out)
+	}
+	if out := c.must("ps", "-a", "-q"); strings.TrimSpace(out) != "" {
+		t.Errorf("after a failed start: %q", out)
+	}
+	id := strings.TrimSpace(c.must("run", "-d", "--name", "sleeper2", "--network", "none", "berth/toolbox", "ignore-term"))
+	if len(id) != 64 {
+		t.Fatalf("run -d printed %q", id)
+	}
+	if out := c.must("exec", "sleeper2", "echo", "exec works"); out != "exec works\n" {
+		t.Errorf("exec printed %q", out)
+	}
+	if out := c.must("ps"); !strings.Contains(out, id[:12]) {
+		t.Errorf("ps lacks the container:\n%s", out)
+	}
+	var info []struct {
+		State struct {
+			Pid    int
+			Status string
+		}
+	}
+	if err := json.Unmarshal([]byte(c.must("inspect", id[:12])), &info); err != nil || len(info) != 1 || info[0].State.Status != "running" || info[0].State.Pid == 0 {
+		t.Errorf("inspect: %+v %v", info, err)
+	}
+	start := time.Now()
+	c.must("stop", "-t", "1", "sleeper2")
+	if d := time.Since(start); d < 900*time.Millisecond {
+		t.Errorf("stop returned after %v, before the timeout", d)
+	}
+	if err := json.Unmarshal([]byte(c.must("inspect", id[:12])), &info); err != nil || info[0].State.Status != "exited" {
+		t.Errorf("inspect after stop: %+v %v", info, err)
+	}
+	c.must("rm", id[:12])
+	if out := c.must("ps", "-a", "-q"); strings.TrimSpace(out) != "" {
+		t.Errorf("rm left %q", out)
+	}
+}
