@@ -3,6 +3,7 @@ package seccomp
 import (
 	"errors"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
 
@@ -443,6 +444,22 @@ func TestDefaultSize(t *testing.T) {
 		// the longest rule chain (personality: five rules).
 		if longest > 60 {
 			t.Errorf("%s: %d instructions on the longest path", arch, longest)
+		}
+	}
+}
+
+func TestCompileDeterministic(t *testing.T) {
+	a, err := Compile(DefaultProfile(), "amd64", adminCaps)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 5 {
+		b, err := Compile(DefaultProfile(), "amd64", adminCaps)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(a, b) {
+			t.Fatal("two compilations differ")
 		}
 	}
 }

@@ -86,6 +86,7 @@ func childErrno() error {
 	}
 	p := &Profile{
 		DefaultAction: ActAllow,
+		Flags:         []string{"SECCOMP_FILTER_FLAG_LOG", "SECCOMP_FILTER_FLAG_SPEC_ALLOW"},
 		Syscalls: []Syscall{
 			{Names: []string{"uname"}, Action: ActErrno, ErrnoRet: new(uint(unix.EOPNOTSUPP))},
 			{Names: []string{"mkdir", "mkdirat"}, Action: ActErrno, ErrnoRet: new(uint(unix.EROFS))},
@@ -129,6 +130,13 @@ func childDefault() error {
 	}
 	if err := Install(DefaultProfile(), dockerCaps); err != nil {
 		return fmt.Errorf("install: %w", err)
+	}
+	status, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return err
+	}
+	if !strings.Contains(string(status), "\nSeccomp:\t2\n") || !strings.Contains(string(status), "\nNoNewPrivs:\t1\n") {
+		return fmt.Errorf("/proc/self/status does not show filter mode and no_new_privs:\n%s", status)
 	}
 	if err := unix.Unshare(unix.CLONE_NEWUSER); !errors.Is(err, unix.EPERM) {
 		return fmt.Errorf("unshare(CLONE_NEWUSER): %v, want EPERM", err)
