@@ -20,43 +20,6 @@ import (
 	"github.com/berthrt/berth/errdefs"
 )
 
-// ApplyOptions bound and shape Apply. The zero value applies an OCI layer
-// in overlay form with the default limits.
-type ApplyOptions struct {
-	// MaxEntries is the most tar entries accepted. 0 means 4,194,304;
-	// negative means no limit.
-	MaxEntries int64
-	// MaxBytes is the most bytes of uncompressed tar stream accepted
-	// (headers, contents and padding). 0 means 256 GiB; negative means no
-	// limit. A header whose size would cross it fails before any of its
-	// content is written, so a decompression bomb stops early.
-	MaxBytes int64
-	// MaxNameLen is the longest entry name or link target, in bytes.
-	// 0 means 4096 (PATH_MAX); negative means no limit.
-	MaxNameLen int
-	// ApplyWhiteouts makes whiteouts delete what they name (for a flat
-	// root file system) instead of being stored in overlay form: `.wh.x`
-	// as a 0/0 character device x, `.wh..wh..opq` as the
-	// trusted.overlay.opaque=y xattr on its directory.
-	ApplyWhiteouts bool
-
-	walk bool // tests: resolve paths without openat2
-}
-
-func (o ApplyOptions) limits() (entries, bytes int64, name int) {
-	entries, bytes, name = o.MaxEntries, o.MaxBytes, o.MaxNameLen
-	if entries == 0 {
-		entries = 1 << 22
-	}
-	if bytes == 0 {
-		bytes = 256 << 30
-	}
-	if name == 0 {
-		name = 4096
-	}
-	return
-}
-
 const (
 	whiteoutPrefix = ".wh."
 	whiteoutMeta   = ".wh..wh."
@@ -71,7 +34,9 @@ const (
 // No entry can create or change anything outside dir: names are cleaned and
 // those that climb out (`../x`) are rejected; absolute names are taken
 // relative to dir; every parent directory is resolved with openat2(2)
-// RESOLVE_IN_ROOT, so a symlink in the tar is followed as if dir were `/`;
+// RESOLVE_IN_ROOT (or, where the kernel or a seccomp filter lacks openat2,
+// an equivalent walk one component at a time), so a symlink in the tar is
+// followed as if dir were `/`;
 // hard links are made with linkat(2) without following symlinks, and entries
 // replace what is there instead of writing through it. Ownership, modes
 // (setuid, setgid, sticky included), mtimes, xattrs, hard links, symlinks,

@@ -40,7 +40,11 @@
 //
 // # When not to use it
 //
-// The store needs Linux and root (or CAP_SYS_ADMIN, CAP_CHOWN, CAP_MKNOD)
+// The content store (Writer, Open, ReadAll, Walk), references, GC and
+// Decompress build on any Unix; Apply, Unpack and the snapshotters need
+// Linux. On Windows the package is empty.
+//
+// The layer half of the store needs root (or CAP_SYS_ADMIN, CAP_CHOWN, CAP_MKNOD)
 // for overlay mounts, ownership and device nodes; rootless use (user
 // namespaces, fuse-overlayfs) is not supported yet.
 package layer

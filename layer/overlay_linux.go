@@ -51,11 +51,11 @@ type overlayProbe struct {
 // root's file system. The error wraps errdefs.ErrUnsupported when it does
 // not.
 func NewOverlaySnapshotter(s *Store) (*OverlaySnapshotter, error) {
-	s.probeOnce.Do(func() { s.probe = probeOverlay(s) })
-	if s.probe.err != nil {
-		return nil, s.probe.err
+	s.snaps.probeOnce.Do(func() { s.snaps.probe = probeOverlay(s) })
+	if s.snaps.probe.err != nil {
+		return nil, s.snaps.probe.err
 	}
-	return &OverlaySnapshotter{s: s, extra: s.probe.extra}, nil
+	return &OverlaySnapshotter{s: s, extra: s.snaps.probe.extra}, nil
 }
 
 func probeOverlay(s *Store) overlayProbe {

@@ -11,6 +11,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/opencontainers/go-digest"
@@ -86,22 +87,31 @@ func (c Change) String() string { return c.Kind.String() + " " + c.Path }
 // that is "", overlay if a probe mount on the root's file system works
 // (probed once per Store), else copy.
 func (s *Store) Snapshotter() (Snapshotter, error) {
-	s.snapOnce.Do(func() {
+	s.snaps.once.Do(func() {
 		switch s.opts.Snapshotter {
 		case "copy":
-			s.snap = NewCopySnapshotter(s)
+			s.snaps.snap = NewCopySnapshotter(s)
 		case "overlay":
-			s.snap, s.snapErr = NewOverlaySnapshotter(s)
+			s.snaps.snap, s.snaps.err = NewOverlaySnapshotter(s)
 		default:
 			if o, err := NewOverlaySnapshotter(s); err == nil {
-				s.snap = o
+				s.snaps.snap = o
 			} else {
 				s.log.Warn("overlay unusable, copying snapshots", "root", s.root, "err", err)
-				s.snap = NewCopySnapshotter(s)
+				s.snaps.snap = NewCopySnapshotter(s)
 			}
 		}
 	})
-	return s.snap, s.snapErr
+	return s.snaps.snap, s.snaps.err
+}
+
+type snapState struct {
+	once sync.Once
+	snap Snapshotter
+	err  error
+
+	probeOnce sync.Once
+	probe     overlayProbe
 }
 
 type snapMeta struct {

@@ -1,4 +1,4 @@
-//go:build linux
+//go:build unix
 
 package layer
 
@@ -13,7 +13,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/opencontainers/go-digest"
@@ -49,12 +48,7 @@ type Store struct {
 	opts Options
 	log  *slog.Logger
 
-	snapOnce sync.Once
-	snap     Snapshotter
-	snapErr  error
-
-	probeOnce sync.Once
-	probe     overlayProbe
+	snaps snapState // the snapshotters (Linux)
 }
 
 // Open opens (creating if needed) the store at root with default Options.
