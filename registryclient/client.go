@@ -27,8 +27,9 @@ const DefaultCertsDir = "/etc/docker/certs.d"
 
 // Client talks to OCI/Docker registries. The zero Client is ready to use:
 // anonymous, system TLS roots plus /etc/docker/certs.d, plain HTTP allowed
-// for loopback registries only, five attempts per request. Fields are read
-// at every call and must not change while calls are in flight. A Client is
+// for loopback registries only, five attempts per request. Fields must not
+// change once calls have started; CertsDir, Insecure and StallTimeout shape
+// the transport built for a host at its first use. A Client is
 // safe for concurrent use; it caches per-host state (scheme, challenges,
 // tokens, transports), so reuse one.
 type Client struct {
@@ -268,6 +269,13 @@ func (c *Client) settleScheme(ctx context.Context, ep *endpoint) error {
 		}
 		c.setUA(req)
 		resp, err := tr.RoundTrip(req)
+		if err == nil && scheme == "http" && firstErr != nil && resp.StatusCode == http.StatusBadRequest {
+			// A TLS server telling a plain-HTTP client off: the HTTPS
+			// error is the real one.
+			drain(resp)
+			cancel()
+			break
+		}
 		if err == nil {
 			if resp.StatusCode == http.StatusUnauthorized {
 				c.authFor(ep.host).learn(resp.Header)

@@ -357,6 +357,27 @@ func TestTLSBasicAuth(t *testing.T) {
 	}
 }
 
+func TestClientCertificates(t *testing.T) {
+	reg := registrytest.Start(t, registrytest.Options{ClientCerts: true})
+	ctx := ctxT(t, time.Minute)
+	ref := mustRef(t, reg.Ref("mtls/img:1"))
+	src := memSource{}
+	root := image(src, 25, ocispec.Platform{OS: "linux", Architecture: "amd64"}, 100)
+	// Without the client certificate the handshake fails (the scheme probe
+	// then finds no plain HTTP either).
+	noCert := &rc.Client{Retry: fastRetry, CertsDir: t.TempDir()}
+	if _, err := noCert.Resolve(ctx, ref); err == nil || !strings.Contains(err.Error(), "tls") {
+		t.Fatalf("no client certificate: want a TLS error, got %v", err)
+	}
+	c := &rc.Client{Retry: fastRetry, CertsDir: reg.CertsDir}
+	if err := c.Push(ctx, ref, root, src); err != nil {
+		t.Fatalf("push with a client certificate from certs.d: %v", err)
+	}
+	if d, err := c.Resolve(ctx, ref); err != nil || d.Digest != root.Digest {
+		t.Fatalf("resolve: %v", err)
+	}
+}
+
 func TestBearerTokenAuth(t *testing.T) {
 	reg := registrytest.Start(t, registrytest.Options{Token: true, Htpasswd: map[string]string{"bob": "hunter2"}})
 	ctx := ctxT(t, time.Minute)

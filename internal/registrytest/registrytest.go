@@ -36,6 +36,10 @@ type Options struct {
 	// TLS serves HTTPS with a certificate for 127.0.0.1, ::1 and localhost
 	// signed by a CA made for this registry (Registry.CA, Registry.CertsDir).
 	TLS bool
+	// ClientCerts (implies TLS) makes the registry require a client
+	// certificate signed by its CA; CertsDir/<Host>/client.cert and
+	// client.key hold one, as Docker's certs.d layout has it.
+	ClientCerts bool
 	// Htpasswd maps user names to passwords; non-empty turns on basic auth
 	// (or, with Token, the token server's accounts).
 	Htpasswd map[string]string
@@ -56,7 +60,8 @@ type Registry struct {
 	// certificate (TLS only).
 	CA []byte
 	// CertsDir is a directory in Docker's certs.d layout that trusts CA:
-	// <CertsDir>/<Host>/ca.crt (TLS only).
+	// <CertsDir>/<Host>/ca.crt, plus client.cert and client.key with
+	// ClientCerts (TLS only).
 	CertsDir string
 	// Dir is the registry's storage root.
 	Dir string
@@ -65,7 +70,8 @@ type Registry struct {
 	// TokenRequests counts requests the token server answered.
 	TokenRequests func() int
 
-	cmd *exec.Cmd
+	cmd        *exec.Cmd
+	clientCert *tls.Certificate
 }
 
 // Start runs a registry for the duration of tb.
@@ -87,9 +93,23 @@ func Start(tb testing.TB, opts Options) *Registry {
 		writeHtpasswd(tb, htpasswd, opts.Htpasswd)
 		fmt.Fprintf(&cfg, "auth:\n  htpasswd:\n    realm: registrytest\n    path: %s\n", htpasswd)
 	}
-	var certFile, keyFile string
-	if opts.TLS {
-		r.CA, certFile, keyFile = makeCerts(tb, dir)
+	var ca *certAuthority
+	certFile, keyFile := filepath.Join(dir, "server.crt"), filepath.Join(dir, "server.key")
+	if opts.TLS || opts.ClientCerts {
+		ca = newCA(tb)
+		r.CA = ca.pem
+		ca.issue(tb, serverCertTemplate(), certFile, keyFile)
+		if err := os.WriteFile(filepath.Join(dir, "ca.crt"), ca.pem, 0o644); err != nil {
+			tb.Fatal(err)
+		}
+		if opts.ClientCerts {
+			ca.issue(tb, clientCertTemplate(), filepath.Join(dir, "client.cert"), filepath.Join(dir, "client.key"))
+			pair, err := tls.LoadX509KeyPair(filepath.Join(dir, "client.cert"), filepath.Join(dir, "client.key"))
+			if err != nil {
+				tb.Fatal(err)
+			}
+			r.clientCert = &pair
+		}
 	}
 
 	var lastErr error
@@ -97,13 +117,16 @@ func Start(tb testing.TB, opts Options) *Registry {
 		port := freePort(tb)
 		r.Host = fmt.Sprintf("127.0.0.1:%d", port)
 		scheme := "http"
-		if opts.TLS {
+		if ca != nil {
 			scheme = "https"
 		}
 		r.URL = scheme + "://" + r.Host
 		conf := cfg.String() + fmt.Sprintf("http:\n  addr: %s\n  secret: registrytest\n  headers:\n    X-Content-Type-Options: [nosniff]\n", r.Host)
-		if opts.TLS {
+		if ca != nil {
 			conf += fmt.Sprintf("  tls:\n    certificate: %s\n    key: %s\n", certFile, keyFile)
+			if opts.ClientCerts {
+				conf += fmt.Sprintf("    clientcas:\n      - %s\n", filepath.Join(dir, "ca.crt"))
+			}
 		}
 		confPath := filepath.Join(dir, "config.yml")
 		if err := os.WriteFile(confPath, []byte(conf), 0o644); err != nil {
@@ -139,13 +162,25 @@ func Start(tb testing.TB, opts Options) *Registry {
 				}
 			}
 		})
-		if opts.TLS {
+		if ca != nil {
 			r.CertsDir = filepath.Join(dir, "certs.d")
-			if err := os.MkdirAll(filepath.Join(r.CertsDir, r.Host), 0o755); err != nil {
+			hostDir := filepath.Join(r.CertsDir, r.Host)
+			if err := os.MkdirAll(hostDir, 0o755); err != nil {
 				tb.Fatal(err)
 			}
-			if err := os.WriteFile(filepath.Join(r.CertsDir, r.Host, "ca.crt"), r.CA, 0o644); err != nil {
+			if err := os.WriteFile(filepath.Join(hostDir, "ca.crt"), r.CA, 0o644); err != nil {
 				tb.Fatal(err)
+			}
+			if opts.ClientCerts {
+				for _, name := range []string{"client.cert", "client.key"} {
+					b, err := os.ReadFile(filepath.Join(dir, name))
+					if err == nil {
+						err = os.WriteFile(filepath.Join(hostDir, name), b, 0o600)
+					}
+					if err != nil {
+						tb.Fatal(err)
+					}
+				}
 			}
 		}
 		return r
@@ -164,6 +199,9 @@ func tail(b []byte, n int) []byte {
 // waitReady polls /v2/ until the server answers (200 or 401).
 func (r *Registry) waitReady(exited <-chan struct{}, limit time.Duration) error {
 	tr := &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}
+	if r.clientCert != nil {
+		tr.TLSClientConfig.Certificates = []tls.Certificate{*r.clientCert}
+	}
 	defer tr.CloseIdleConnections()
 	client := &http.Client{Transport: tr, Timeout: time.Second}
 	deadline := time.Now().Add(limit)
@@ -220,14 +258,20 @@ func writeHtpasswd(tb testing.TB, path string, users map[string]string) {
 	}
 }
 
-// makeCerts writes a CA and a server certificate for loopback names.
-func makeCerts(tb testing.TB, dir string) (caPEM []byte, certFile, keyFile string) {
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+// certAuthority is a CA made for one registry.
+type certAuthority struct {
+	cert *x509.Certificate
+	key  *ecdsa.PrivateKey
+	pem  []byte
+}
+
+func newCA(tb testing.TB) *certAuthority {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		tb.Fatal(err)
 	}
 	now := time.Now()
-	caTmpl := &x509.Certificate{
+	tmpl := &x509.Certificate{
 		SerialNumber:          big.NewInt(1),
 		Subject:               pkix.Name{CommonName: "registrytest CA"},
 		NotBefore:             now.Add(-time.Hour),
@@ -236,26 +280,23 @@ func makeCerts(tb testing.TB, dir string) (caPEM []byte, certFile, keyFile strin
 		BasicConstraintsValid: true,
 		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
 	}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	caCert, _ := x509.ParseCertificate(caDER)
+	cert, _ := x509.ParseCertificate(der)
+	return &certAuthority{cert: cert, key: key, pem: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})}
+}
+
+// issue writes a certificate signed by ca and its key to certFile, keyFile.
+func (ca *certAuthority) issue(tb testing.TB, tmpl *x509.Certificate, certFile, keyFile string) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(2),
-		Subject:      pkix.Name{CommonName: "127.0.0.1"},
-		NotBefore:    now.Add(-time.Hour),
-		NotAfter:     now.Add(24 * time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		IPAddresses:  []net.IP{net.ParseIP("127.0.0.1"), net.ParseIP("::1")},
-		DNSNames:     []string{"localhost"},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, caCert, &key.PublicKey, caKey)
+	tmpl.NotBefore, tmpl.NotAfter = time.Now().Add(-time.Hour), time.Now().Add(24*time.Hour)
+	tmpl.KeyUsage = x509.KeyUsageDigitalSignature
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -263,13 +304,28 @@ func makeCerts(tb testing.TB, dir string) (caPEM []byte, certFile, keyFile strin
 	if err != nil {
 		tb.Fatal(err)
 	}
-	caPEM = pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER})
-	certFile, keyFile = filepath.Join(dir, "server.crt"), filepath.Join(dir, "server.key")
 	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
 		tb.Fatal(err)
 	}
 	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
 		tb.Fatal(err)
 	}
-	return caPEM, certFile, keyFile
+}
+
+func serverCertTemplate() *x509.Certificate {
+	return &x509.Certificate{
+		SerialNumber: big.NewInt(2),
+		Subject:      pkix.Name{CommonName: "127.0.0.1"},
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		IPAddresses:  []net.IP{net.ParseIP("127.0.0.1"), net.ParseIP("::1")},
+		DNSNames:     []string{"localhost"},
+	}
+}
+
+func clientCertTemplate() *x509.Certificate {
+	return &x509.Certificate{
+		SerialNumber: big.NewInt(3),
+		Subject:      pkix.Name{CommonName: "registrytest client"},
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	}
 }
