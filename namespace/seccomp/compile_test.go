@@ -206,6 +206,7 @@ func TestAgainstReference(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			model := newRef(t, p, arch, caps)
 			tg := targets[arch]
 			for _, a := range append([]abi{tg.native}, tg.subs...) {
 				var nrs []uint32
@@ -219,8 +220,12 @@ func TestAgainstReference(t *testing.T) {
 						for i := range d.args {
 							d.args[i] = arg()
 						}
-						if got, want := runVM(t, vm, d), ref(t, p, arch, caps, d); got != want {
+						got := runVM(t, vm, d)
+						if want := model.decide(d); got != want {
 							t.Fatalf("%s caps %v: %+v: got %#x, want %#x", arch, caps, d, got, want)
+						}
+						if r, _ := interpret(prog, d); r != got {
+							t.Fatalf("%s %+v: interpreter says %#x, VM %#x", arch, d, r, got)
 						}
 					}
 				}

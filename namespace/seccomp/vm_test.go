@@ -71,48 +71,75 @@ func runVM(t testing.TB, vm *bpf.VM, d data) uint32 {
 // must agree with it.
 func ref(t testing.TB, p *Profile, arch string, caps []string, d data) uint32 {
 	t.Helper()
+	return newRef(t, p, arch, caps).decide(d)
+}
+
+// refModel is a profile resolved for one architecture and capability set.
+type refModel struct {
+	rules []rule
+	abis  []abi
+	def   uint32
+	bad   uint32
+	// nrs[i][j] are the numbers rules[j] names in abis[i].
+	nrs [][][]uint32
+}
+
+func newRef(t testing.TB, p *Profile, arch string, caps []string) *refModel {
+	t.Helper()
 	tg := targets[arch]
 	kv, ok := hostKernel()
 	rules, err := resolve(p, tg.native.filter, capSet(caps), kv, ok)
 	if err != nil {
 		t.Fatal(err)
 	}
-	def, _ := retValue(p.DefaultAction, p.DefaultErrnoRet)
-	bad := def
+	m := &refModel{rules: rules, abis: coveredABIs(p, tg)}
+	m.def, _ = retValue(p.DefaultAction, p.DefaultErrnoRet)
+	m.bad = m.def
 	if p.DefaultAction == ActAllow || p.DefaultAction == ActLog {
-		bad = retErrno | 1
+		m.bad = retErrno | 1
 	}
-	abis := coveredABIs(p, tg)
-	var mine []abi
+	for _, a := range m.abis {
+		per := make([][]uint32, len(rules))
+		for j, r := range rules {
+			for _, n := range r.names {
+				if nr, ok := a.nr(n); ok {
+					per[j] = append(per[j], nr)
+				}
+			}
+		}
+		m.nrs = append(m.nrs, per)
+	}
+	return m
+}
+
+func (m *refModel) decide(d data) uint32 {
+	var mine []int
 	x32 := false
-	for _, a := range abis {
+	for i, a := range m.abis {
 		if a.audit == d.arch {
-			mine = append(mine, a)
+			mine = append(mine, i)
 			x32 = x32 || a.scmp == ArchX32
 		}
 	}
 	if len(mine) == 0 {
-		return bad
+		return m.bad
 	}
 	if d.arch == auditArchX86_64 && d.nr >= x32BitNr && !x32 {
-		return bad
+		return m.bad
 	}
 	var match []rule
-	for _, r := range rules {
-		for _, a := range mine {
-			hit := slices.ContainsFunc(r.names, func(n string) bool {
-				nr, ok := a.nr(n)
-				return ok && nr == d.nr
-			})
-			if hit {
+	for j, r := range m.rules {
+		for _, i := range mine {
+			if slices.Contains(m.nrs[i][j], d.nr) {
 				match = append(match, r)
 				break
 			}
 		}
 	}
+	bits32 := m.abis[mine[0]].bits32
 	// Conditional rules first, in order; then the first unconditional.
 	for _, r := range match {
-		if len(r.conds) > 0 && holds(r.conds, d, mine[0].bits32) {
+		if len(r.conds) > 0 && holds(r.conds, d, bits32) {
 			return r.ret
 		}
 	}
@@ -121,7 +148,7 @@ func ref(t testing.TB, p *Profile, arch string, caps []string, d data) uint32 {
 			return r.ret
 		}
 	}
-	return def
+	return m.def
 }
 
 func holds(conds []Arg, d data, bits32 bool) bool {
