@@ -302,6 +302,7 @@ func TestFarJumps(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("%d rules, %d instructions", len(p.Syscalls), len(prog))
+	model := newRef(t, p, "amd64", nil)
 	rng := rand.New(rand.NewPCG(3, 4))
 	for n := uint32(0); n < 520; n++ {
 		for range 4 {
@@ -309,7 +310,7 @@ func TestFarJumps(t *testing.T) {
 			for i := range d.args {
 				d.args[i] = rng.Uint64N(3000)
 			}
-			if got, want := runVM(t, vm, d), ref(t, p, "amd64", nil, d); got != want {
+			if got, want := runVM(t, vm, d), model.decide(d); got != want {
 				t.Fatalf("%+v: got %#x, want %#x", d, got, want)
 			}
 		}
