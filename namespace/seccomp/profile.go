@@ -143,8 +143,9 @@ const (
 // Arch is a seccomp architecture name (SCMP_ARCH_*).
 type Arch string
 
-// The architectures the compiler emits code for. Others are valid in a
-// profile (they are listed in knownArches) and ignored.
+// The architectures the compiler emits code for. The other SCMP_ARCH_*
+// names libseccomp knows (MIPS, PPC, S390, RISCV64, LOONGARCH64, ...) are
+// valid in a profile and ignored by Compile.
 const (
 	ArchX86     Arch = "SCMP_ARCH_X86"
 	ArchX86_64  Arch = "SCMP_ARCH_X86_64"
