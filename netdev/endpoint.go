@@ -228,7 +228,16 @@ func (m *Manager) Attach(ctx context.Context, cfg EndpointConfig) (*Endpoint, er
 	}()
 
 	// 2. Wire the veth pair.
-	if err := m.wire(ch, ns, n, ep); err != nil {
+	err = m.wire(ch, ns, n, ep)
+	if errors.Is(err, errBridgeGone) {
+		// Deleted behind our back (by hand, or by a reboot that kept the
+		// root's state): make it again, with its rules.
+		err = m.restore(ctx, n.Name)
+		if err == nil {
+			err = m.wire(ch, ns, n, ep)
+		}
+	}
+	if err != nil {
 		return nil, wrap(err)
 	}
 
@@ -397,6 +406,20 @@ func (m *Manager) reserve(ctx context.Context, cfg *EndpointConfig, own owner, n
 	return ep, n, hostsFiles, nil
 }
 
+// restore recreates a network's bridge and rules.
+func (m *Manager) restore(ctx context.Context, name string) error {
+	rl, err := m.lockRoot(ctx)
+	if err != nil {
+		return err
+	}
+	defer rl.Unlock()
+	s, err := m.loadNet(name)
+	if err != nil {
+		return err
+	}
+	return m.restoreNetwork(ctx, &s.Network)
+}
+
 // release frees an endpoint's address record.
 func (m *Manager) release(ep *epState) {
 	rl, err := m.lockRoot(context.Background())
@@ -436,12 +459,18 @@ func (m *Manager) update(ctx context.Context, ep *epState) error {
 	return m.saveNet(s)
 }
 
+// errBridgeGone: a network's bridge was deleted behind berth's back.
+var errBridgeGone = errors.New("bridge is gone")
+
 // wire creates the veth pair with its far end directly in the container's
 // namespace under its final name, and configures that end.
 func (m *Manager) wire(ch *netlink.Handle, ns netns.NsHandle, n *Network, ep *epState) error {
 	brIndex, cached := m.bridges.Load(n.Bridge)
 	if !cached {
 		br, err := m.host.LinkByName(n.Bridge)
+		if isNotFound(err) {
+			return errBridgeGone
+		}
 		if err != nil {
 			return fmt.Errorf("bridge %s: %w", n.Bridge, err)
 		}
@@ -468,7 +497,10 @@ func (m *Manager) wire(ch *netlink.Handle, ns netns.NsHandle, n *Network, ep *ep
 			return fmt.Errorf("add veth %s/%s: %s exists: %w", ep.HostIfName, ep.IfName, ep.IfName, errdefs.ErrAlreadyExists)
 		}
 		if cached {
-			// The bridge may have been removed and made again: look it up.
+			// The bridge may have been removed (and made again): look it
+			// up. The kernel may have kept the pair it made before failing
+			// to enslave it.
+			m.unwire(ep)
 			m.bridges.Delete(n.Bridge)
 			return m.wire(ch, ns, n, ep)
 		}

@@ -732,3 +732,35 @@ func TestConcurrentGoroutines(t *testing.T) {
 		}
 	}
 }
+
+// TestBridgeRestored: a bridge deleted behind berth's back is made again,
+// with its rules, at the next Attach.
+func TestBridgeRestored(t *testing.T) {
+	e := newEnv(t)
+	n := e.network(NetworkConfig{Name: "r"})
+	a := startCtr(t)
+	e.attach(EndpointConfig{ContainerID: "a", Network: "r", Pid: a.Pid})
+	h, err := netlink.NewHandle(unix.NETLINK_ROUTE)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	br, err := h.LinkByName(n.Bridge)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.LinkDel(br); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.m.Detach(context.Background(), &Endpoint{Network: "r", ContainerID: "a"}); err != nil {
+		t.Fatal(err)
+	}
+	a.must("serve-tcp 8080")
+	ep := e.attach(EndpointConfig{ContainerID: "a2", Network: "r", Pid: a.Pid, Ports: []PortMapping{{ContainerPort: 8080}}})
+	if got := httpGet(t, fmt.Sprintf("http://127.0.0.1:%d/", ep.Ports[0].HostPort)); !strings.HasPrefix(got, "hello ") {
+		t.Fatalf("after restore: %q", got)
+	}
+	if c := countRules(t, e.m, netTag(n.Bridge)); c < 5 {
+		t.Fatalf("%d network rules after restore", c)
+	}
+}
