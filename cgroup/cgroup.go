@@ -200,10 +200,10 @@ func (c *Cgroup) mkdir(d string) error {
 		}
 		parentsReady.Store(pd, true)
 	}
-	err := unix.Mkdir(d, 0o755)
+	err := mkdir(d)
 	if err == unix.ENOENT {
 		if err = c.ensureParent(filepath.Dir(d)); err == nil {
-			err = unix.Mkdir(d, 0o755)
+			err = mkdir(d)
 		}
 	}
 	switch {
@@ -214,6 +214,9 @@ func (c *Cgroup) mkdir(d string) error {
 	}
 	return fmt.Errorf("cgroup: create %s: %w", d, err)
 }
+
+func mkdir(d string) error { return retryEINTR(func() error { return unix.Mkdir(d, 0o755) }) }
+func rmdir(d string) error { return retryEINTR(func() error { return unix.Rmdir(d) }) }
 
 func isReady(dir string) bool {
 	_, ok := parentsReady.Load(dir)
@@ -241,7 +244,7 @@ func (c *Cgroup) ensureParent(dir string) error {
 	}
 	for _, el := range strings.Split(rel, "/") {
 		next := filepath.Join(cur, el)
-		if err := unix.Mkdir(next, 0o755); err != nil && err != unix.EEXIST {
+		if err := mkdir(next); err != nil && err != unix.EEXIST {
 			return fmt.Errorf("cgroup: create %s: %w", next, err)
 		}
 		if isCpuset {
@@ -617,7 +620,7 @@ func (c *Cgroup) closeFDs() {
 // rmdirs removes directories of a group being rolled back.
 func (c *Cgroup) rmdirs(dirs []string) {
 	for _, d := range dirs {
-		unix.Rmdir(d)
+		rmdir(d)
 	}
 }
 
@@ -626,7 +629,7 @@ func (c *Cgroup) rmdirs(dirs []string) {
 func removeGroup(ctx context.Context, dir string) error {
 	wait := 200 * time.Microsecond
 	for {
-		err := unix.Rmdir(dir)
+		err := rmdir(dir)
 		switch err {
 		case nil, unix.ENOENT:
 			return nil
@@ -661,17 +664,24 @@ func removeGroup(ctx context.Context, dir string) error {
 
 // writeFile writes v to dir/name in one write(2), as cgroup files want.
 func writeFile(dir, name, v string) error {
-	p := dir + "/" + name
-	fd, err := unix.Open(p, unix.O_WRONLY|unix.O_CLOEXEC, 0)
+	f, err := openWrite(dir, name)
 	if err != nil {
-		return &os.PathError{Op: "open", Path: p, Err: err}
+		return err
 	}
-	_, err = unix.Write(fd, []byte(v))
-	unix.Close(fd)
-	if err != nil {
-		return &os.PathError{Op: "write " + strconv.Quote(v) + " to", Path: p, Err: err}
+	err = f.write(v)
+	f.close()
+	return err
+}
+
+// Signals interrupt cgroup writes that reclaim memory
+// (memory.limit_in_bytes below usage) with EINTR, and the Go runtime
+// signals its threads for preemption: retry.
+func retryEINTR(fn func() error) error {
+	for {
+		if err := fn(); err != unix.EINTR {
+			return err
+		}
 	}
-	return nil
 }
 
 // wfile is a cgroup file open for several writes.
@@ -682,7 +692,11 @@ type wfile struct {
 
 func openWrite(dir, name string) (wfile, error) {
 	p := dir + "/" + name
-	fd, err := unix.Open(p, unix.O_WRONLY|unix.O_CLOEXEC, 0)
+	var fd int
+	err := retryEINTR(func() (err error) {
+		fd, err = unix.Open(p, unix.O_WRONLY|unix.O_CLOEXEC, 0)
+		return err
+	})
 	if err != nil {
 		return wfile{}, &os.PathError{Op: "open", Path: p, Err: err}
 	}
@@ -690,7 +704,8 @@ func openWrite(dir, name string) (wfile, error) {
 }
 
 func (f wfile) write(v string) error {
-	if _, err := unix.Write(f.fd, []byte(v)); err != nil {
+	b := []byte(v)
+	if err := retryEINTR(func() error { _, err := unix.Write(f.fd, b); return err }); err != nil {
 		return &os.PathError{Op: "write " + strconv.Quote(v) + " to", Path: f.path, Err: err}
 	}
 	return nil

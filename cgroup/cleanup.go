@@ -54,7 +54,7 @@ func cleanup(h *host, parent string, keep func(string) bool) error {
 			}
 		}
 		if keep == nil {
-			if err := unix.Rmdir(dir); err != nil && err != unix.ENOENT && err != unix.EBUSY && err != unix.ENOTEMPTY {
+			if err := rmdir(dir); err != nil && err != unix.ENOENT && err != unix.EBUSY && err != unix.ENOTEMPTY {
 				errs = append(errs, fmt.Errorf("cgroup: remove %s: %w", dir, err))
 			}
 		}
