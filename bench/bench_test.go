@@ -1,0 +1,278 @@
+//go:build linux
+
+package bench
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"testing"
+	"time"
+
+	"github.com/berthrt/berth"
+	"github.com/berthrt/berth/cgroup"
+	"github.com/berthrt/berth/internal/imagebuild"
+	"github.com/berthrt/berth/internal/registrytest"
+	"github.com/berthrt/berth/internal/testutil"
+	"github.com/berthrt/berth/internal/toolbox/toolboxtest"
+	"github.com/berthrt/berth/registryclient"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
+)
+
+func newRuntime(b *testing.B) *berth.Runtime {
+	b.Helper()
+	testutil.RequiresRoot(b)
+	parent := fmt.Sprintf("berth-bench-%d", time.Now().UnixNano())
+	rt, err := berth.New(berth.Config{Root: b.TempDir(), CgroupParent: parent})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		rt.Close()
+		_ = cgroup.Cleanup(parent, nil)
+	})
+	return rt
+}
+
+func toolbox(b *testing.B, rt *berth.Runtime) *berth.Image {
+	b.Helper()
+	layer := imagebuild.LayerTar(imagebuild.Toolbox(toolboxtest.Bytes(b)))
+	img, err := rt.Import(context.Background(), bytes.NewReader(layer), berth.ImportOptions{
+		Ref: "bench/toolbox", Config: ocispec.ImageConfig{Env: []string{"PATH=/bin"}},
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return img
+}
+
+// reportMedian records the median of per-iteration durations.
+func reportMedian(b *testing.B, d []time.Duration) {
+	if len(d) == 0 {
+		return
+	}
+	sort.Slice(d, func(i, j int) bool { return d[i] < d[j] })
+	b.ReportMetric(float64(d[len(d)/2].Microseconds())/1000, "median-ms")
+}
+
+// BenchmarkBerthRunTrue: create + start + wait + delete of `true`, image
+// present, network none, all namespaces, cgroup, overlay, seccomp.
+func BenchmarkBerthRunTrue(b *testing.B) {
+	rt := newRuntime(b)
+	img := toolbox(b, rt)
+	ctx := context.Background()
+	cfg := berth.ContainerConfig{Image: img, Cmd: []string{"/bin/toolbox", "true"}, NetworkMode: "none"}
+	var d []time.Duration
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		t0 := time.Now()
+		if _, err := rt.Run(ctx, cfg); err != nil {
+			b.Fatal(err)
+		}
+		d = append(d, time.Since(t0))
+	}
+	reportMedian(b, d)
+}
+
+// BenchmarkBerthRunTrueBridge is the same on the default bridge network.
+func BenchmarkBerthRunTrueBridge(b *testing.B) {
+	rt := newRuntime(b)
+	img := toolbox(b, rt)
+	ctx := context.Background()
+	cfg := berth.ContainerConfig{Image: img, Cmd: []string{"/bin/toolbox", "true"}}
+	if _, err := rt.Run(ctx, cfg); err != nil { // creates the default network
+		b.Fatal(err)
+	}
+	var d []time.Duration
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		t0 := time.Now()
+		if _, err := rt.Run(ctx, cfg); err != nil {
+			b.Fatal(err)
+		}
+		d = append(d, time.Since(t0))
+	}
+	reportMedian(b, d)
+}
+
+// BenchmarkRuncRunTrue: `runc run` of `true` on the same toolbox rootfs.
+func BenchmarkRuncRunTrue(b *testing.B) {
+	testutil.RequiresRoot(b)
+	runc := testutil.RequiresCommand(b, "runc")
+	bundle := b.TempDir()
+	rootfs := filepath.Join(bundle, "rootfs")
+	toolboxtest.Rootfs(b, rootfs)
+	if out, err := exec.Command(runc, "spec", "--bundle", bundle).CombinedOutput(); err != nil {
+		b.Fatalf("runc spec: %v %s", err, out)
+	}
+	specPath := filepath.Join(bundle, "config.json")
+	raw, err := os.ReadFile(specPath)
+	if err != nil {
+		b.Fatal(err)
+	}
+	var spec map[string]any
+	if err := json.Unmarshal(raw, &spec); err != nil {
+		b.Fatal(err)
+	}
+	proc := spec["process"].(map[string]any)
+	proc["args"] = []string{"/bin/toolbox", "true"}
+	proc["terminal"] = false
+	spec["root"].(map[string]any)["readonly"] = false
+	raw, _ = json.Marshal(spec)
+	if err := os.WriteFile(specPath, raw, 0o644); err != nil {
+		b.Fatal(err)
+	}
+	state := b.TempDir()
+	var d []time.Duration
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		id := fmt.Sprintf("berth-bench-%d-%d", os.Getpid(), i)
+		t0 := time.Now()
+		out, err := exec.Command(runc, "--root", state, "run", "--bundle", bundle, id).CombinedOutput()
+		if err != nil {
+			b.Fatalf("runc run: %v %s", err, out)
+		}
+		d = append(d, time.Since(t0))
+	}
+	reportMedian(b, d)
+}
+
+// BenchmarkBerthExec: exec of `true` in a running container.
+func BenchmarkBerthExec(b *testing.B) {
+	rt := newRuntime(b)
+	img := toolbox(b, rt)
+	ctx := context.Background()
+	c, err := rt.Create(ctx, berth.ContainerConfig{Image: img, Cmd: []string{"/bin/toolbox", "sleep", "600"}, NetworkMode: "none"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := c.Start(ctx); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = c.Delete(context.Background(), berth.DeleteOptions{Force: true}) })
+	var d []time.Duration
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		t0 := time.Now()
+		p, err := c.Exec(ctx, berth.ExecConfig{Cmd: []string{"/bin/toolbox", "true"}})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if code, err := p.Wait(ctx); err != nil || code != 0 {
+			b.Fatal(code, err)
+		}
+		d = append(d, time.Since(t0))
+	}
+	reportMedian(b, d)
+}
+
+// pullImage pushes a 5-layer image of about 100 MB (incompressible) to a
+// fresh loopback registry and returns its reference.
+func pullImage(b *testing.B) (string, *registrytest.Registry) {
+	b.Helper()
+	reg := registrytest.Start(b, registrytest.Options{})
+	img := imagebuild.Image{Config: ocispec.ImageConfig{Cmd: []string{"/bin/true"}}}
+	for i := 0; i < 5; i++ {
+		data := make([]byte, 20<<20)
+		_, _ = rand.Read(data)
+		files := []imagebuild.File{
+			imagebuild.Dir(fmt.Sprintf("l%d", i), 0o755),
+			imagebuild.Reg(fmt.Sprintf("l%d/blob", i), 0o644, string(data)),
+		}
+		for j := 0; j < 200; j++ {
+			files = append(files, imagebuild.Reg(fmt.Sprintf("l%d/small-%d", i, j), 0o644, fmt.Sprintf("file %d of layer %d\n", j, i)))
+		}
+		img.Layers = append(img.Layers, imagebuild.Layer{Tar: imagebuild.LayerTar(files)})
+	}
+	built, err := imagebuild.Build(img)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ref := reg.Host + "/bench/big:v1"
+	r, _ := registryclient.ParseReference(ref)
+	c := &registryclient.Client{}
+	ctx := context.Background()
+	for d, blob := range built.Blobs {
+		if d == built.Desc.Digest {
+			continue
+		}
+		if err := c.PushBlob(ctx, r, ocispec.Descriptor{Digest: d, Size: int64(len(blob))}, bytes.NewReader(blob)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if _, err := c.PushManifest(ctx, r, built.Desc.MediaType, built.Manifest); err != nil {
+		b.Fatal(err)
+	}
+	return ref, reg
+}
+
+// BenchmarkPull: berth pull + unpack of the 5-layer image into a new root,
+// and the same by skopeo copy + umoci unpack, in one benchmark so both run
+// on the same registry in the same conditions.
+func BenchmarkPull(b *testing.B) {
+	testutil.RequiresRoot(b)
+	skopeo := testutil.RequiresCommand(b, "skopeo")
+	umoci := testutil.RequiresCommand(b, "umoci")
+	ref, _ := pullImage(b)
+	ctx := context.Background()
+	b.Run("berth", func(b *testing.B) {
+		var d []time.Duration
+		for i := 0; i < b.N; i++ {
+			root := b.TempDir()
+			rt, err := berth.New(berth.Config{Root: root})
+			if err != nil {
+				b.Fatal(err)
+			}
+			t0 := time.Now()
+			if _, err := rt.Pull(ctx, ref, berth.PullOptions{}); err != nil {
+				b.Fatal(err)
+			}
+			d = append(d, time.Since(t0))
+			rt.Close()
+			os.RemoveAll(root)
+		}
+		reportMedian(b, d)
+	})
+	b.Run("skopeo+umoci", func(b *testing.B) {
+		var d []time.Duration
+		for i := 0; i < b.N; i++ {
+			dir := b.TempDir()
+			t0 := time.Now()
+			if out, err := exec.Command(skopeo, "copy", "--src-tls-verify=false", "docker://"+ref, "oci:"+dir+"/layout:v1").CombinedOutput(); err != nil {
+				b.Fatalf("skopeo: %v %s", err, out)
+			}
+			if out, err := exec.Command(umoci, "unpack", "--image", dir+"/layout:v1", dir+"/bundle").CombinedOutput(); err != nil {
+				b.Fatalf("umoci: %v %s", err, out)
+			}
+			d = append(d, time.Since(t0))
+			os.RemoveAll(dir)
+		}
+		reportMedian(b, d)
+	})
+	b.Run("berth-present", func(b *testing.B) {
+		rt, err := berth.New(berth.Config{Root: b.TempDir()})
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer rt.Close()
+		if _, err := rt.Pull(ctx, ref, berth.PullOptions{}); err != nil {
+			b.Fatal(err)
+		}
+		var d []time.Duration
+		b.ResetTimer()
+		for i := 0; i < b.N; i++ {
+			t0 := time.Now()
+			if _, err := rt.Pull(ctx, ref, berth.PullOptions{}); err != nil {
+				b.Fatal(err)
+			}
+			d = append(d, time.Since(t0))
+		}
+		reportMedian(b, d)
+	})
+}
