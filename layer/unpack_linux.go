@@ -33,7 +33,13 @@ import (
 // The layer is extracted into a temporary directory and renamed into
 // place, so it either exists complete or not at all; on any error nothing of
 // it remains. Store Options.Limits bound the extraction (errors wrap
-// errdefs.ErrInvalid). The parent must exist (else errdefs.ErrNotFound).
+// errdefs.ErrInvalid).
+//
+// The parent need not be unpacked yet: a layer's directory does not depend
+// on the layers below it, so the layers of one image can be downloaded and
+// unpacked in parallel, in any order. The chain is usable (Chain, Prepare)
+// once all of its layers are there; until then those return an error
+// wrapping errdefs.ErrNotFound. parent must be a valid digest or "".
 func (s *Store) Unpack(ctx context.Context, r io.Reader, mediaType string, parent, diffID digest.Digest) (Layer, error) {
 	if _, err := compressionOf(mediaType); err != nil {
 		return Layer{}, err
@@ -49,7 +55,7 @@ func (s *Store) Unpack(ctx context.Context, r io.Reader, mediaType string, paren
 	}
 	defer lease.Release()
 	if parent != "" {
-		if _, err := s.Layer(parent); err != nil {
+		if err := validDigest(parent); err != nil {
 			return Layer{}, fmt.Errorf("unpack: parent: %w", err)
 		}
 	}

@@ -98,8 +98,8 @@ func TestUnpackErrors(t *testing.T) {
 	if _, err := s.Unpack(ctx, bytes.NewReader(tb), "application/vnd.oci.image.layer.v1.tar+lz4", "", ""); !errors.Is(err, errdefs.ErrUnsupported) {
 		t.Errorf("unknown media type: %v", err)
 	}
-	if _, err := s.Unpack(ctx, bytes.NewReader(tb), MediaTypeLayer, digest.FromString("nope"), ""); !errors.Is(err, errdefs.ErrNotFound) {
-		t.Errorf("missing parent: %v", err)
+	if _, err := s.Unpack(ctx, bytes.NewReader(tb), MediaTypeLayer, "sha256:nope", ""); !errors.Is(err, errdefs.ErrInvalid) {
+		t.Errorf("invalid parent: %v", err)
 	}
 	if _, err := s.Unpack(ctx, bytes.NewReader(tb), MediaTypeLayer, "", digest.FromString("other")); !errors.Is(err, errdefs.ErrDigestMismatch) {
 		t.Errorf("wrong diffID: %v", err)
@@ -246,8 +246,13 @@ func TestUnpackWhileDownloading(t *testing.T) {
 func TestUnpackChain(t *testing.T) {
 	testutil.RequiresRoot(t)
 	s := newStore(t)
-	l1 := unpack(t, s, "", mkTar(t, ent{Name: "a", Body: "1"}))
-	l2 := unpack(t, s, l1.ChainID, mkTar(t, ent{Name: "b", Body: "2"}))
+	t1, t2 := mkTar(t, ent{Name: "a", Body: "1"}), mkTar(t, ent{Name: "b", Body: "2"})
+	// The top layer first: layers of one image unpack in any order.
+	l2 := unpack(t, s, digest.FromBytes(t1), t2)
+	if _, err := s.Chain(l2.ChainID); !errors.Is(err, errdefs.ErrNotFound) {
+		t.Fatalf("chain with its base missing: %v", err)
+	}
+	l1 := unpack(t, s, "", t1)
 	if l2.ChainID != digest.FromString(l1.ChainID.String()+" "+l2.DiffID.String()) || l2.Parent != l1.ChainID {
 		t.Fatalf("chain %+v", l2)
 	}
