@@ -585,6 +585,12 @@ func TestStats(t *testing.T) {
 	if !last.Time.After(first.Time) {
 		t.Error("sample times do not move")
 	}
+	if pct := last.CPUPercent(&first); pct <= 5 || pct > 100*float64(runtime.NumCPU())+5 {
+		t.Errorf("CPU %% while spinning = %.1f", pct)
+	}
+	if pct := last.MemoryPercent(); pct < 4 || pct > 50 {
+		t.Errorf("memory %% with 32 MB of 512 MB = %.1f", pct)
+	}
 }
 
 // testDevices checks that a node made with mknod for /dev/mem (1:1)

@@ -22,6 +22,58 @@ type Stats struct {
 	CPU    CPUStats
 	Pids   PidsStats
 	IO     IOStats
+	// SystemCPU is the host's cpu time over all cpus in nanoseconds
+	// (/proc/stat), and OnlineCPUs the number of cpus: with CPU.Total they
+	// give `docker stats`' CPU % (see CPUPercent).
+	SystemCPU  uint64
+	OnlineCPUs int
+}
+
+// CPUPercent is the group's cpu use between prev and s as `docker stats`
+// shows it: 100 is one cpu fully used.
+func (s *Stats) CPUPercent(prev *Stats) float64 {
+	if prev == nil || s.SystemCPU <= prev.SystemCPU || s.CPU.Total < prev.CPU.Total {
+		return 0
+	}
+	return float64(s.CPU.Total-prev.CPU.Total) / float64(s.SystemCPU-prev.SystemCPU) * float64(s.OnlineCPUs) * 100
+}
+
+// MemoryPercent is usage without inactive page cache over the limit, as
+// `docker stats` shows it; 0 when the group has no memory limit.
+func (s *Stats) MemoryPercent() float64 {
+	if s.Memory.Limit == 0 {
+		return 0
+	}
+	used := s.Memory.Usage
+	if s.Memory.InactiveFile < used {
+		used -= s.Memory.InactiveFile
+	}
+	return float64(used) / float64(s.Memory.Limit) * 100
+}
+
+// systemCPU reads the host's total cpu time and cpu count from /proc/stat.
+func systemCPU() (ns uint64, cpus int) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, 0
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		f := strings.Fields(l)
+		if len(f) == 0 || !strings.HasPrefix(f[0], "cpu") {
+			continue
+		}
+		if f[0] != "cpu" {
+			cpus++
+			continue
+		}
+		var ticks uint64
+		for _, v := range f[1:min(len(f), 8)] { // user..softirq, as Docker
+			n, _ := strconv.ParseUint(v, 10, 64)
+			ticks += n
+		}
+		ns = ticks * (1e9 / 100) // USER_HZ is 100 on Linux
+	}
+	return ns, cpus
 }
 
 // MemoryStats are in bytes.
@@ -76,6 +128,7 @@ func (c *Cgroup) Stats() (*Stats, error) {
 		return nil, fmt.Errorf("cgroup: stats of %s: %w", c.Path(), errdefs.ErrNotFound)
 	}
 	s := &Stats{Time: time.Now()}
+	s.SystemCPU, s.OnlineCPUs = systemCPU()
 	if c.h.v2limits() {
 		c.statsV2(s)
 	} else {
