@@ -59,6 +59,7 @@ func sha(r io.Reader) (digest.Digest, int64, error) {
 }
 
 func TestFaults(t *testing.T) {
+	t.Parallel()
 	f := getFixture(t)
 
 	t.Run("ResetEveryMiB", func(t *testing.T) {

@@ -109,6 +109,7 @@ func readBlob(t testing.TB, c *rc.Client, ref rc.Reference, d ocispec.Descriptor
 }
 
 func TestPushPullRoundTrip(t *testing.T) {
+	t.Parallel()
 	reg := registrytest.Start(t, registrytest.Options{})
 	for _, chunked := range []bool{false, true} {
 		t.Run(fmt.Sprintf("chunked=%v", chunked), func(t *testing.T) {
@@ -229,6 +230,7 @@ func TestPushPullRoundTrip(t *testing.T) {
 }
 
 func TestIndexPlatformSelection(t *testing.T) {
+	t.Parallel()
 	reg := registrytest.Start(t, registrytest.Options{})
 	ctx := ctxT(t, time.Minute)
 	c := &rc.Client{Retry: fastRetry}
@@ -303,6 +305,7 @@ func TestIndexPlatformSelection(t *testing.T) {
 }
 
 func TestTLSBasicAuth(t *testing.T) {
+	t.Parallel()
 	reg := registrytest.Start(t, registrytest.Options{TLS: true, Htpasswd: map[string]string{"alice": "s3cret"}})
 	ctx := ctxT(t, time.Minute)
 	ref := mustRef(t, reg.Ref("private/img:1"))
@@ -358,6 +361,7 @@ func TestTLSBasicAuth(t *testing.T) {
 }
 
 func TestClientCertificates(t *testing.T) {
+	t.Parallel()
 	reg := registrytest.Start(t, registrytest.Options{ClientCerts: true})
 	ctx := ctxT(t, time.Minute)
 	ref := mustRef(t, reg.Ref("mtls/img:1"))
@@ -379,6 +383,7 @@ func TestClientCertificates(t *testing.T) {
 }
 
 func TestBearerTokenAuth(t *testing.T) {
+	t.Parallel()
 	reg := registrytest.Start(t, registrytest.Options{Token: true, Htpasswd: map[string]string{"bob": "hunter2"}})
 	ctx := ctxT(t, time.Minute)
 	ref := mustRef(t, reg.Ref("team/app:1"))
