@@ -248,3 +248,58 @@ func TestOpenCleansTemp(t *testing.T) {
 		t.Fatalf("temp left: %v", err)
 	}
 }
+
+// Pulls (lease, unpack, ref) and GC running at once never lose a
+// referenced layer nor leave the store inconsistent.
+func TestGCConcurrentWithPulls(t *testing.T) {
+	testutil.RequiresRoot(t)
+	ctx := context.Background()
+	s := newStore(t, Options{NoSync: true})
+	stop := make(chan struct{})
+	gcDone := make(chan int)
+	go func() {
+		n := 0
+		for {
+			select {
+			case <-stop:
+				gcDone <- n
+				return
+			default:
+			}
+			if _, err := s.GC(ctx); err != nil {
+				t.Error(err)
+			}
+			n++
+		}
+	}()
+	errc := make(chan error, 16)
+	for g := 0; g < 16; g++ {
+		go func() {
+			errc <- func() error {
+				lease, err := s.Lease(ctx)
+				if err != nil {
+					return err
+				}
+				defer lease.Release()
+				tb := mkTar(t, ent{Name: fmt.Sprintf("g%d", g), Body: "x"})
+				b := putBlob(t, s, gz(t, tb))
+				l := unpack(t, s, "", tb)
+				return s.Ref(ctx, fmt.Sprintf("image/%d", g), b, l.ChainID)
+			}()
+		}()
+	}
+	for g := 0; g < 16; g++ {
+		if err := <-errc; err != nil {
+			t.Fatal(err)
+		}
+	}
+	close(stop)
+	t.Logf("%d GC runs meanwhile", <-gcDone)
+	ls, _ := s.Layers(ctx)
+	if len(ls) != 16 {
+		t.Fatalf("%d layers", len(ls))
+	}
+	if probs, err := s.Check(ctx); err != nil || len(probs) != 0 {
+		t.Fatalf("check: %v %v", probs, err)
+	}
+}
