@@ -122,20 +122,12 @@ func networkLives(hn *hostNet) bool {
 	return s.Network.ID == hn.ID
 }
 
-// reapEndpointsLocked removes the endpoints of s whose owner is gone, and
-// those detached whose deletion no process of this Manager is finishing,
-// and saves s. The caller holds the root lock.
+// reapEndpointsLocked removes the endpoints of s whose owner is gone and
+// saves s. The caller holds the root lock.
 func (m *Manager) reapEndpointsLocked(ctx context.Context, s *netState) error {
 	var errs error
 	for _, e := range s.Endpoints {
-		if e.Detaching {
-			m.pendMu.Lock()
-			_, mine := m.pending[e.HostIfName]
-			m.pendMu.Unlock()
-			if mine {
-				continue
-			}
-		} else if m.alive(e.Owner) {
+		if m.alive(e.Owner) {
 			continue
 		}
 		m.Logger.Debug("netdev: reclaiming endpoint of a dead owner", "network", s.Network.Name, "container", e.ContainerID, "ip", e.IP)

@@ -182,10 +182,10 @@ func (m *Manager) Attach(ctx context.Context, cfg EndpointConfig) (*Endpoint, er
 	if err := unix.Fstat(int(ns), &st); err != nil {
 		return nil, wrap(fmt.Errorf("stat network namespace: %w", err))
 	}
-	// A veth pair of this namespace or container still being deleted
-	// holds an interface name or the container's record: wait for it.
+	// A veth pair of this namespace still being deleted holds an
+	// interface name: wait for it.
 	if err := m.waitPending(ctx, func(p *pendingDel) bool {
-		return p.netns == st.Ino || p.network == cfg.Network && (p.containerID == cfg.ContainerID || p.ip == cfg.IP)
+		return p.netns == st.Ino
 	}); err != nil {
 		return nil, wrap(err)
 	}
@@ -304,14 +304,8 @@ func (m *Manager) reserve(ctx context.Context, cfg *EndpointConfig, own owner, n
 	if err != nil {
 		return nil, nil, false, err
 	}
-	if old, ok := s.Endpoints[cfg.ContainerID]; ok {
-		if !old.Detaching {
-			return nil, nil, false, fmt.Errorf("container already on the network: %w", errdefs.ErrAlreadyExists)
-		}
-		// Detached by another process that has not finished: finish here.
-		if err := m.removeEndpointLocked(ctx, s, old); err != nil {
-			return nil, nil, false, err
-		}
+	if _, ok := s.Endpoints[cfg.ContainerID]; ok {
+		return nil, nil, false, fmt.Errorf("container already on the network: %w", errdefs.ErrAlreadyExists)
 	}
 	if _, known := m.bridges.Load(s.Network.Bridge); !known {
 		if _, err := m.host.LinkByName(s.Network.Bridge); isNotFound(err) {
@@ -322,7 +316,7 @@ func (m *Manager) reserve(ctx context.Context, cfg *EndpointConfig, own owner, n
 	}
 	hostsFiles = cfg.HostsPath != ""
 	for _, e := range s.Endpoints {
-		hostsFiles = hostsFiles || e.HostsPath != "" && !e.Detaching
+		hostsFiles = hostsFiles || e.HostsPath != ""
 	}
 	n = &s.Network
 	taken := make(map[netip.Addr]bool, len(s.Endpoints)+1)
@@ -335,16 +329,6 @@ func (m *Manager) reserve(ctx context.Context, cfg *EndpointConfig, own owner, n
 		ip = ip.Unmap()
 		if !hostAddr(n.Subnet, ip) {
 			return nil, nil, false, fmt.Errorf("address %s is not a host address of %s: %w", ip, n.Subnet, errdefs.ErrInvalid)
-		}
-		for id, e := range s.Endpoints {
-			if e.IP == ip && e.Detaching {
-				// Detached by another process that has not finished: finish here.
-				if err := m.removeEndpointLocked(ctx, s, e); err != nil {
-					return nil, nil, false, err
-				}
-				delete(s.Endpoints, id)
-				taken[ip] = false
-			}
 		}
 		if taken[ip] {
 			return nil, nil, false, fmt.Errorf("address %s: %w", ip, errdefs.ErrInUse)
@@ -594,21 +578,21 @@ func (m *Manager) Endpoint(network, containerID string) (*Endpoint, error) {
 		return nil, err
 	}
 	e, ok := s.Endpoints[containerID]
-	if !ok || e.Detaching {
+	if !ok {
 		return nil, fmt.Errorf("netdev: container %s on network %s: %w", containerID, network, errdefs.ErrNotFound)
 	}
 	return e.Endpoint.clone(), nil
 }
 
 // Detach disconnects a container from a network. When it returns, the
-// endpoint is cut off (the host end of its veth pair is down), its ports
-// are unpublished and its names are gone from the hosts files; the veth
-// pair itself is deleted in the background, because the kernel takes
-// 10-20 ms to delete a link (an RCU grace period), and the address is
-// freed once it is gone. Close waits for these deletions; RemoveNetwork
-// and an Attach to the same namespace or container wait for theirs.
-// Detaching an endpoint that is gone already gives an error wrapping
-// errdefs.ErrNotFound.
+// endpoint is cut off (the host end of its veth pair is down, so the pair
+// carries nothing and the bridge has forgotten its address), its ports are
+// unpublished, its address is free and its names are gone from the hosts
+// files. The veth pair itself is deleted in the background, because the
+// kernel takes 10-20 ms to delete a link (RCU grace periods). Close waits
+// for these deletions; RemoveNetwork, and an Attach to the same namespace,
+// wait for theirs. Detaching an endpoint that is gone already gives an
+// error wrapping errdefs.ErrNotFound.
 func (m *Manager) Detach(ctx context.Context, ep *Endpoint) error {
 	if err := m.init(); err != nil {
 		return err
@@ -629,19 +613,9 @@ func (m *Manager) Detach(ctx context.Context, ep *Endpoint) error {
 		return wrap(err)
 	}
 	cur, ok := s.Endpoints[ep.ContainerID]
-	if !ok || cur.Detaching {
+	if !ok {
 		rl.Unlock()
 		return wrap(errdefs.ErrNotFound)
-	}
-	cur.Detaching = true
-	hostsFiles := false
-	for _, e := range s.Endpoints {
-		hostsFiles = hostsFiles || e.HostsPath != ""
-	}
-	err = m.saveNet(s)
-	rl.Unlock()
-	if err != nil {
-		return wrap(err)
 	}
 	link, lerr := m.host.LinkByName(cur.HostIfName)
 	if lerr == nil {
@@ -653,24 +627,39 @@ func (m *Manager) Detach(ctx context.Context, ep *Endpoint) error {
 	}
 	if len(cur.Ports) > 0 {
 		if err := m.unpublish(ctx, cur.Bridge, cur.HostIfName); err != nil {
+			rl.Unlock()
 			return wrap(err)
 		}
+	}
+	delete(s.Endpoints, ep.ContainerID)
+	hostsFiles := cur.HostsPath != ""
+	for _, e := range s.Endpoints {
+		hostsFiles = hostsFiles || e.HostsPath != ""
+	}
+	err = m.saveNet(s)
+	rl.Unlock()
+	if err != nil {
+		return wrap(err)
+	}
+	if lerr == nil && link != nil {
+		m.deleteLater(link, cur)
 	}
 	if hostsFiles {
 		if err := m.refreshHosts(ctx, ep.Network, cur); err != nil {
 			m.Logger.Warn("netdev: hosts files", "network", ep.Network, "err", err)
 		}
 	}
-	if lerr != nil || link == nil {
-		m.finishDetach(cur)
-		return nil
-	}
-	p := &pendingDel{network: cur.Network, containerID: cur.ContainerID, ip: cur.IP, netns: cur.NetNS, done: make(chan struct{})}
+	return nil
+}
+
+// deleteLater deletes a veth pair in the background.
+func (m *Manager) deleteLater(link netlink.Link, ep *epState) {
+	p := &pendingDel{network: ep.Network, netns: ep.NetNS, done: make(chan struct{})}
 	m.pendMu.Lock()
 	if m.pending == nil {
 		m.pending = map[string]*pendingDel{}
 	}
-	m.pending[cur.HostIfName] = p
+	m.pending[ep.HostIfName] = p
 	m.pendMu.Unlock()
 	m.wg.Add(1)
 	go func() {
@@ -681,36 +670,13 @@ func (m *Manager) Detach(ctx context.Context, ep *Endpoint) error {
 			m.putDelHandle(h)
 		}
 		if err != nil && !isNotFound(err) {
-			m.Logger.Warn("netdev: delete veth", "link", cur.HostIfName, "err", err)
-		} else {
-			m.finishDetach(cur)
+			m.Logger.Warn("netdev: delete veth", "link", ep.HostIfName, "err", err)
 		}
 		m.pendMu.Lock()
-		delete(m.pending, cur.HostIfName)
+		delete(m.pending, ep.HostIfName)
 		m.pendMu.Unlock()
 		close(p.done)
 	}()
-	return nil
-}
-
-// finishDetach drops a detached endpoint's record, freeing its address.
-func (m *Manager) finishDetach(ep *epState) {
-	rl, err := m.lockRoot(context.Background())
-	if err != nil {
-		m.Logger.Warn("netdev: free address", "ip", ep.IP, "err", err)
-		return
-	}
-	defer rl.Unlock()
-	s, err := m.loadNet(ep.Network)
-	if err != nil {
-		return
-	}
-	if cur, ok := s.Endpoints[ep.ContainerID]; ok && cur.HostIfName == ep.HostIfName {
-		delete(s.Endpoints, ep.ContainerID)
-		if err := m.saveNet(s); err != nil {
-			m.Logger.Warn("netdev: free address", "ip", ep.IP, "err", err)
-		}
-	}
 }
 
 // removeEndpointLocked undoes an endpoint synchronously and saves s. It

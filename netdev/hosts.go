@@ -39,11 +39,7 @@ func (m *Manager) refreshHosts(ctx context.Context, network string, self *epStat
 			return err
 		}
 		states[name] = s
-		for id, e := range s.Endpoints {
-			if e.Detaching {
-				delete(s.Endpoints, id)
-				continue
-			}
+		for _, e := range s.Endpoints {
 			byContainer[e.ContainerID] = append(byContainer[e.ContainerID], e)
 		}
 	}

@@ -93,10 +93,9 @@ type Manager struct {
 }
 
 type pendingDel struct {
-	network, containerID string
-	ip                   netip.Addr
-	netns                uint64
-	done                 chan struct{}
+	network string
+	netns   uint64
+	done    chan struct{}
 }
 
 func (m *Manager) init() error {
@@ -294,11 +293,8 @@ type netState struct {
 // is needed to undo it and to write hosts files.
 type epState struct {
 	Endpoint
-	Owner owner  `json:"owner"`
-	NetNS uint64 `json:"netns,omitempty"` // inode of the container's namespace
-	// Detaching: Detach has cut the endpoint off and its veth pair is being
-	// deleted; the address stays taken until the record goes.
-	Detaching  bool         `json:"detaching,omitempty"`
+	Owner      owner        `json:"owner"`
+	NetNS      uint64       `json:"netns,omitempty"` // inode of the container's namespace
 	HostsPath  string       `json:"hostsPath,omitempty"`
 	Hostname   string       `json:"hostname,omitempty"`
 	ExtraHosts []HostsEntry `json:"extraHosts,omitempty"`

@@ -356,9 +356,7 @@ func (s *netState) view() *Network {
 	n := s.Network
 	n.Endpoints = nil
 	for _, e := range s.Endpoints {
-		if !e.Detaching {
-			n.Endpoints = append(n.Endpoints, *e.Endpoint.clone())
-		}
+		n.Endpoints = append(n.Endpoints, *e.Endpoint.clone())
 	}
 	slices.SortFunc(n.Endpoints, func(a, b Endpoint) int {
 		if a.Name != b.Name {
