@@ -330,10 +330,17 @@ func TestOutboundNAT(t *testing.T) {
 	srv.must("serve-tcp 80")
 
 	a := startCtr(t)
-	e.attach(EndpointConfig{ContainerID: "a", Network: "out", Pid: a.Pid})
+	ep := e.attach(EndpointConfig{ContainerID: "a", Network: "out", Pid: a.Pid, Ports: []PortMapping{{ContainerPort: 8080}}})
 	got := a.must("get http://%s:80/", srvIP)
 	if !strings.HasPrefix(got, "hello "+hostIP.String()+":") {
 		t.Fatalf("server saw %q, want the host's address %s", got, hostIP)
+	}
+	// The other way: "another host" (the outside namespace) reaches the
+	// published port on the host's address, and the container sees it.
+	a.must("serve-tcp 8080")
+	got = srv.must("get http://%s:%d/", hostIP, ep.Ports[0].HostPort)
+	if !strings.HasPrefix(got, "hello "+srvIP.String()+":") {
+		t.Fatalf("published port from outside: %q", got)
 	}
 }
 
