@@ -12,6 +12,7 @@ import (
 	"path"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -331,8 +332,17 @@ func toChanges(es []diffEntry) []Change {
 	return out
 }
 
-// writeDiff writes entries as an OCI layer tar.
-func writeDiff(ctx context.Context, w io.Writer, es []diffEntry) error {
+// writeDiff writes entries as an OCI layer tar. Entries are read from
+// root (the upper directory or the copy) through descriptors resolved
+// inside it, never by path: a running container that swaps a directory
+// for a symlink meanwhile cannot make the diff read a host file.
+func writeDiff(ctx context.Context, w io.Writer, root string, es []diffEntry) error {
+	rootfd, err := unix.Open(root, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return &os.PathError{Op: "open", Path: root, Err: err}
+	}
+	res := &applier{rootfd: rootfd, cacheFd: -1}
+	defer res.close()
 	tw := tar.NewWriter(w)
 	links := map[[2]uint64]string{}
 	buf := make([]byte, 256<<10)
@@ -351,55 +361,8 @@ func writeDiff(ctx context.Context, w io.Writer, es []diffEntry) error {
 			}
 			continue
 		}
-		fi, err := os.Lstat(e.src)
-		if err != nil {
-			return err
-		}
-		link := ""
-		if fi.Mode()&fs.ModeSymlink != 0 {
-			if link, err = os.Readlink(e.src); err != nil {
-				return err
-			}
-		}
-		hdr, err := tar.FileInfoHeader(fi, link)
-		if err != nil {
+		if err := diffEntryTo(tw, res, e, links, buf); err != nil {
 			return fmt.Errorf("diff %s: %w", e.Path, err)
-		}
-		hdr.Name = e.rel
-		if fi.IsDir() {
-			hdr.Name += "/"
-		}
-		hdr.Uname, hdr.Gname = "", ""
-		hdr.Format = tar.FormatPAX
-		hdr.AccessTime, hdr.ChangeTime = time.Time{}, time.Time{}
-		st := fi.Sys().(*syscall.Stat_t)
-		if fi.Mode().IsRegular() && st.Nlink > 1 {
-			id := [2]uint64{st.Dev, st.Ino}
-			if first, ok := links[id]; ok {
-				hdr.Typeflag, hdr.Linkname, hdr.Size = tar.TypeLink, first, 0
-			} else {
-				links[id] = e.rel
-			}
-		}
-		if x := readXattrs(e.src); len(x) > 0 {
-			hdr.PAXRecords = map[string]string{}
-			for k, v := range x {
-				hdr.PAXRecords["SCHILY.xattr."+k] = v
-			}
-		}
-		if err := tw.WriteHeader(hdr); err != nil {
-			return fmt.Errorf("diff %s: %w", e.Path, err)
-		}
-		if hdr.Typeflag == tar.TypeReg && hdr.Size > 0 {
-			f, err := os.Open(e.src)
-			if err != nil {
-				return err
-			}
-			_, err = io.CopyBuffer(tw, io.LimitReader(f, hdr.Size), buf)
-			f.Close()
-			if err != nil {
-				return fmt.Errorf("diff %s: %w", e.Path, err)
-			}
 		}
 		if e.opaque {
 			hdr := &tar.Header{Name: e.rel + "/" + opaqueMarker, Typeflag: tar.TypeReg, Mode: 0o600, ModTime: time.Unix(0, 0), Format: tar.FormatPAX}
@@ -409,6 +372,117 @@ func writeDiff(ctx context.Context, w io.Writer, es []diffEntry) error {
 		}
 	}
 	return tw.Close()
+}
+
+func diffEntryTo(tw *tar.Writer, res *applier, e diffEntry, links map[[2]uint64]string, buf []byte) error {
+	dir := path.Dir(e.rel)
+	if dir == "." {
+		dir = ""
+	}
+	pfd, err := res.parent(dir, false)
+	if err != nil {
+		return err
+	}
+	fd, err := unix.Openat(pfd, path.Base(e.rel), unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	pf := os.NewFile(uintptr(fd), e.rel)
+	defer pf.Close()
+	fi, err := pf.Stat()
+	if err != nil {
+		return err
+	}
+	proc := "/proc/self/fd/" + strconv.Itoa(fd)
+	link := ""
+	if fi.Mode()&fs.ModeSymlink != 0 {
+		n, err := unix.Readlinkat(fd, "", buf)
+		if err != nil {
+			return err
+		}
+		link = string(buf[:n])
+	}
+	hdr, err := tar.FileInfoHeader(fi, link)
+	if err != nil {
+		return err
+	}
+	hdr.Name = e.rel
+	if fi.IsDir() {
+		hdr.Name += "/"
+	}
+	hdr.Uname, hdr.Gname = "", ""
+	hdr.Format = tar.FormatPAX
+	hdr.AccessTime, hdr.ChangeTime = time.Time{}, time.Time{}
+	st := fi.Sys().(*syscall.Stat_t)
+	if fi.Mode().IsRegular() && st.Nlink > 1 {
+		id := [2]uint64{st.Dev, st.Ino}
+		if first, ok := links[id]; ok {
+			hdr.Typeflag, hdr.Linkname, hdr.Size = tar.TypeLink, first, 0
+		} else {
+			links[id] = e.rel
+		}
+	}
+	// Contents and xattrs of files and directories through a real
+	// descriptor of the same inode (reopened via /proc, never by path).
+	var content *os.File
+	if fi.Mode().IsRegular() || fi.IsDir() {
+		if content, err = os.Open(proc); err != nil {
+			return err
+		}
+		defer content.Close()
+		if x := fdXattrs(int(content.Fd())); len(x) > 0 {
+			hdr.PAXRecords = map[string]string{}
+			for k, v := range x {
+				hdr.PAXRecords["SCHILY.xattr."+k] = v
+			}
+		}
+	}
+	if err := tw.WriteHeader(hdr); err != nil {
+		return err
+	}
+	if hdr.Typeflag == tar.TypeReg && hdr.Size > 0 {
+		n, err := io.CopyBuffer(tw, io.LimitReader(content, hdr.Size), buf)
+		if err != nil {
+			return err
+		}
+		// The file shrank while we read it (a running container): pad,
+		// as the header is written already.
+		for ; n < hdr.Size; n++ {
+			if _, err := tw.Write([]byte{0}); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// fdXattrs returns the xattrs of an open file worth carrying in a layer
+// (not trusted.overlay.*).
+func fdXattrs(fd int) map[string]string {
+	sz, err := unix.Flistxattr(fd, nil)
+	if err != nil || sz <= 0 {
+		return nil
+	}
+	buf := make([]byte, sz)
+	if sz, err = unix.Flistxattr(fd, buf); err != nil {
+		return nil
+	}
+	out := map[string]string{}
+	for _, name := range strings.Split(strings.TrimRight(string(buf[:sz]), "\x00"), "\x00") {
+		if name == "" || strings.HasPrefix(name, "trusted.overlay.") || strings.HasPrefix(name, "user.overlay.") {
+			continue
+		}
+		vs, err := unix.Fgetxattr(fd, name, nil)
+		if err != nil {
+			continue
+		}
+		v := make([]byte, vs)
+		if vs, err = unix.Fgetxattr(fd, name, v); err != nil {
+			continue
+		}
+		out[name] = string(v[:vs])
+	}
+	return out
 }
 
 // readXattrs returns the xattrs of p worth carrying in a layer (not

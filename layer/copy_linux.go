@@ -45,7 +45,7 @@ func (c *CopySnapshotter) Mounts(ctx context.Context, key string) ([]mount.Mount
 
 // Changes lists what differs in snapshot key from its parent chain.
 func (c *CopySnapshotter) Changes(ctx context.Context, key string) ([]Change, error) {
-	es, err := snapshotChanges(ctx, c.s, key)
+	es, _, err := snapshotChanges(ctx, c.s, key)
 	return toChanges(es), err
 }
 

@@ -226,7 +226,7 @@ func snapshotMounts(ctx context.Context, s *Store, key string, extra []string) (
 
 // Changes lists what differs in snapshot key from its parent chain.
 func (o *OverlaySnapshotter) Changes(ctx context.Context, key string) ([]Change, error) {
-	es, err := snapshotChanges(ctx, o.s, key)
+	es, _, err := snapshotChanges(ctx, o.s, key)
 	return toChanges(es), err
 }
 
@@ -245,37 +245,39 @@ func (o *OverlaySnapshotter) List(ctx context.Context) ([]string, error) {
 	return o.s.listSnapshots()
 }
 
-func snapshotChanges(ctx context.Context, s *Store, key string) ([]diffEntry, error) {
+func snapshotChanges(ctx context.Context, s *Store, key string) ([]diffEntry, string, error) {
 	m, err := s.snapMeta(key)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	var chain []Layer
 	if m.Parent != "" {
 		if chain, err = s.Chain(m.Parent); err != nil {
-			return nil, fmt.Errorf("snapshot %s: %w", key, err)
+			return nil, "", fmt.Errorf("snapshot %s: %w", key, err)
 		}
 	}
 	lower := newLowerView(s.chainDirs(chain))
 	dir := s.snapDir(key)
 	var es []diffEntry
+	root := filepath.Join(dir, "upper")
 	if m.Kind == "copy" {
-		es, err = copyChanges(ctx, filepath.Join(dir, "rootfs"), lower)
+		root = filepath.Join(dir, "rootfs")
+		es, err = copyChanges(ctx, root, lower)
 	} else {
-		es, err = overlayChanges(ctx, filepath.Join(dir, "upper"), lower)
+		es, err = overlayChanges(ctx, root, lower)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("changes of snapshot %s: %w", key, err)
+		return nil, "", fmt.Errorf("changes of snapshot %s: %w", key, err)
 	}
-	return es, nil
+	return es, root, nil
 }
 
 func snapshotDiff(ctx context.Context, s *Store, key string, w io.Writer) error {
-	es, err := snapshotChanges(ctx, s, key)
+	es, root, err := snapshotChanges(ctx, s, key)
 	if err != nil {
 		return err
 	}
-	if err := writeDiff(ctx, w, es); err != nil {
+	if err := writeDiff(ctx, w, root, es); err != nil {
 		return fmt.Errorf("diff of snapshot %s: %w", key, err)
 	}
 	return nil

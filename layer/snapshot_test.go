@@ -348,3 +348,35 @@ func suiteLifecycle(t *testing.T, newSnap func(*testing.T, *Store) Snapshotter) 
 		t.Errorf("check: %v %v", probs, err)
 	}
 }
+
+// A container that swaps a directory for a symlink while its diff is
+// taken cannot make the diff read host files.
+func TestDiffSymlinkSwap(t *testing.T) {
+	testutil.RequiresRoot(t)
+	ctx := context.Background()
+	s := newStore(t)
+	o, err := NewOverlaySnapshotter(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := o.Prepare(ctx, "swap", ""); err != nil {
+		t.Fatal(err)
+	}
+	upper := filepath.Join(s.snapDir("swap"), "upper")
+	must(t, os.MkdirAll(filepath.Join(upper, "d"), 0o755))
+	must(t, os.WriteFile(filepath.Join(upper, "d", "passwd"), []byte("mine"), 0o644))
+	es, root, err := snapshotChanges(ctx, s, "swap")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The swap, between listing and reading.
+	must(t, os.Rename(filepath.Join(upper, "d"), filepath.Join(upper, "d.old")))
+	must(t, os.Symlink("/etc", filepath.Join(upper, "d")))
+	var buf bytes.Buffer
+	err = writeDiff(ctx, &buf, root, es)
+	passwd, _ := os.ReadFile("/etc/passwd")
+	if bytes.Contains(buf.Bytes(), passwd[:min(len(passwd), 40)]) {
+		t.Fatal("diff contains the host's /etc/passwd")
+	}
+	t.Logf("diff after swap: %v", err)
+}
