@@ -344,12 +344,12 @@ func (c *Cgroup) apply(old, new *Resources, fresh bool) error {
 			continue
 		}
 		if err != nil {
-			return err
+			return refused(s, err)
 		}
 	}
 	for _, s := range retry {
 		if err := c.write(s); err != nil {
-			return err
+			return refused(s, err)
 		}
 	}
 	if (fresh || !sameDevices(old.Devices, new.Devices)) && !c.h.noDevices {
@@ -358,6 +358,36 @@ func (c *Cgroup) apply(old, new *Resources, fresh bool) error {
 		}
 	}
 	return nil
+}
+
+// refused marks values the kernel rejects, which Validate cannot judge
+// (cpus or memory nodes the host lacks, a limit below current use), as
+// errdefs.ErrInvalid naming the flag.
+func refused(s setting, err error) error {
+	if errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ERANGE) {
+		return fmt.Errorf("cgroup: %s: the kernel refused %q: %w (%w)", flagFor(s.file), s.value, errdefs.ErrInvalid, err)
+	}
+	return err
+}
+
+// flagFor names the docker flag behind a cgroup file, for errors.
+func flagFor(file string) string {
+	for _, m := range []struct{ prefix, flag string }{
+		{"memory.memsw", "--memory-swap"}, {"memory.swap", "--memory-swap"},
+		{"memory.soft", "--memory-reservation"}, {"memory.low", "--memory-reservation"},
+		{"memory.", "--memory"}, {"cpu.shares", "--cpu-shares"}, {"cpu.weight", "--cpu-shares"},
+		{"cpu.", "--cpus/--cpu-quota/--cpu-period"}, {"cpuset.cpus", "--cpuset-cpus"},
+		{"cpuset.mems", "--cpuset-mems"}, {"pids.", "--pids-limit"},
+		{"blkio.throttle.read_bps", "--device-read-bps"}, {"blkio.throttle.write_bps", "--device-write-bps"},
+		{"blkio.throttle.read_iops", "--device-read-iops"}, {"blkio.throttle.write_iops", "--device-write-iops"},
+		{"io.max", "--device-read/write-bps/iops"}, {"blkio.", "--blkio-weight"}, {"io.", "--blkio-weight"},
+		{"hugetlb.", "hugetlb"},
+	} {
+		if strings.HasPrefix(file, m.prefix) {
+			return m.flag
+		}
+	}
+	return file
 }
 
 func (c *Cgroup) write(s setting) error {
