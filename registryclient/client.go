@@ -601,3 +601,22 @@ func retryableNetError(err error) bool {
 	}
 	return true
 }
+
+// errTransfer marks a response body that broke off (reset, early EOF):
+// the whole request may be repeated.
+var errTransfer = errors.New("transfer interrupted")
+
+// retryTransfer repeats fn, which sends a request and reads its (small)
+// body, when the body broke off, per c.Retry.
+func (c *Client) retryTransfer(ctx context.Context, fn func() error) error {
+	for attempt := 1; ; attempt++ {
+		err := fn()
+		if err == nil || !errors.Is(err, errTransfer) || attempt >= c.Retry.attempts() || ctx.Err() != nil {
+			return err
+		}
+		c.log().Debug("response body broke off; repeating the request", "attempt", attempt, "err", err)
+		if err := sleepCtx(ctx, c.Retry.delay(attempt)); err != nil {
+			return err
+		}
+	}
+}

@@ -119,6 +119,25 @@ func TestFaults(t *testing.T) {
 		}
 	})
 
+	t.Run("ManifestBodyBroken", func(t *testing.T) {
+		p := faultproxy.Start(t, f.reg.URL,
+			faultproxy.Rule{Method: http.MethodGet, Path: "/manifests/", ResetEvery: 100, Times: 1},
+			faultproxy.Rule{Method: http.MethodGet, Path: "/manifests/", TruncateAt: 100, Times: 1},
+			faultproxy.Rule{Method: http.MethodGet, Path: "/tags/", ResetEvery: 10, Times: 1})
+		c := &rc.Client{Retry: fastRetry}
+		ref := f.proxyRef(t, p)
+		d, _, err := c.FetchManifest(ctxT(t, time.Minute), ref)
+		if err != nil || d.Digest != f.root.Digest {
+			t.Fatalf("manifest through a reset and a truncation: %v", err)
+		}
+		if tags, err := c.Tags(ctxT(t, time.Minute), ref); err != nil || len(tags) != 1 {
+			t.Fatalf("tags through a reset: %v, %v", tags, err)
+		}
+		if p.Faults() != 3 {
+			t.Errorf("%d faults, want 3", p.Faults())
+		}
+	})
+
 	t.Run("TooManyRequestsRetryAfter", func(t *testing.T) {
 		p := faultproxy.Start(t, f.reg.URL, faultproxy.Rule{Path: "/blobs/", Status: 429, RetryAfter: "1", Times: 1})
 		c := &rc.Client{Retry: fastRetry}

@@ -140,14 +140,17 @@ var errFallbackGet = errors.New("fall back to GET")
 // (ErrInvalid) and Docker schema1 manifests (ErrUnsupported). The
 // descriptor's digest is the sha256 of the bytes returned (or ref.Digest's
 // algorithm), its media type the body's own mediaType field, else the
-// Content-Type.
+// Content-Type. A body that breaks off or does not match its digest is
+// fetched again, per the retry policy, before the error is returned.
 func (c *Client) FetchManifest(ctx context.Context, ref Reference) (ocispec.Descriptor, []byte, error) {
 	var desc ocispec.Descriptor
 	var body []byte
 	err := c.onEndpoints(ctx, ref, true, func(ep *endpoint) error {
-		var err error
-		desc, body, err = c.fetchManifest(ctx, ep, ref)
-		return err
+		return c.retryTransfer(ctx, func() error {
+			var err error
+			desc, body, err = c.fetchManifest(ctx, ep, ref)
+			return err
+		})
 	})
 	if err != nil {
 		return ocispec.Descriptor{}, nil, fmt.Errorf("fetch manifest %s: %w", ref, err)
@@ -176,13 +179,13 @@ func (c *Client) fetchManifest(ctx context.Context, ep *endpoint, ref Reference)
 		if ctx.Err() != nil {
 			return ocispec.Descriptor{}, nil, ctx.Err()
 		}
-		return ocispec.Descriptor{}, nil, fmt.Errorf("read manifest: %w: %w", err, errdefs.ErrUnavailable)
+		return ocispec.Descriptor{}, nil, fmt.Errorf("read manifest: %w: %w: %w", err, errTransfer, errdefs.ErrUnavailable)
 	}
 	if int64(len(body)) > limit {
 		return ocispec.Descriptor{}, nil, fmt.Errorf("manifest is more than the limit of %d bytes: %w", limit, errdefs.ErrInvalid)
 	}
 	if resp.ContentLength >= 0 && int64(len(body)) != resp.ContentLength {
-		return ocispec.Descriptor{}, nil, fmt.Errorf("manifest body is %d bytes, Content-Length said %d: %w", len(body), resp.ContentLength, errdefs.ErrUnavailable)
+		return ocispec.Descriptor{}, nil, fmt.Errorf("manifest body is %d bytes, Content-Length said %d: %w: %w", len(body), resp.ContentLength, errTransfer, errdefs.ErrUnavailable)
 	}
 	want := ref.Digest
 	if want == "" {
@@ -196,7 +199,7 @@ func (c *Client) fetchManifest(ctx context.Context, ep *endpoint, ref Reference)
 	}
 	got := alg.FromBytes(body)
 	if want != "" && got != want {
-		return ocispec.Descriptor{}, nil, fmt.Errorf("manifest hashes to %s, expected %s: %w", got, want, errdefs.ErrDigestMismatch)
+		return ocispec.Descriptor{}, nil, fmt.Errorf("manifest hashes to %s, expected %s: %w: %w", got, want, errTransfer, errdefs.ErrDigestMismatch)
 	}
 	ct, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))
 	mt, err := manifestMediaType(body, ct)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"strings"
 
 	"github.com/berthrt/berth/errdefs"
@@ -67,26 +68,36 @@ func (c *Client) Catalog(ctx context.Context, registry string) ([]string, error)
 func (c *Client) list(ctx context.Context, ep *endpoint, path string, scopes []string, page func([]byte) error) error {
 	next := ep.url(path)
 	for i := 0; next != "" && i < maxListPages; i++ {
-		resp, err := c.send(ctx, ep, &request{method: http.MethodGet, rawURL: next, scopes: scopes, noAuth: !sameHost(next, ep.host)})
+		var body []byte
+		var link string
+		var base *url.URL
+		err := c.retryTransfer(ctx, func() error {
+			resp, err := c.send(ctx, ep, &request{method: http.MethodGet, rawURL: next, scopes: scopes, noAuth: !sameHost(next, ep.host)})
+			if err != nil {
+				return err
+			}
+			if resp.StatusCode != http.StatusOK {
+				return newError(resp)
+			}
+			defer resp.Body.Close()
+			body, err = io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+			if err != nil {
+				return fmt.Errorf("read list: %w: %w: %w", err, errTransfer, errdefs.ErrUnavailable)
+			}
+			link, base = nextLink(resp.Header.Values("Link")), resp.Request.URL
+			return nil
+		})
 		if err != nil {
 			return err
-		}
-		if resp.StatusCode != http.StatusOK {
-			return newError(resp)
-		}
-		body, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
-		resp.Body.Close()
-		if err != nil {
-			return fmt.Errorf("read list: %w: %w", err, errdefs.ErrUnavailable)
 		}
 		if err := page(body); err != nil {
 			return err
 		}
 		next = ""
-		if l := nextLink(resp.Header.Values("Link")); l != "" {
-			u, err := resp.Request.URL.Parse(l)
+		if link != "" {
+			u, err := base.Parse(link)
 			if err != nil {
-				return fmt.Errorf("bad Link %q: %w", l, errdefs.ErrInvalid)
+				return fmt.Errorf("bad Link %q: %w", link, errdefs.ErrInvalid)
 			}
 			next = u.String()
 		}
