@@ -59,6 +59,7 @@ type initState struct {
 	statusFile *os.File
 	listener   *os.File
 	mainSpec   *spawnSpec
+	cgBinds    *cgroupBinds
 }
 
 func (s *initState) gidMapped(gid int) bool {
@@ -210,10 +211,15 @@ func (s *initState) afterGo() error {
 		// Now that the owner has put us in the container's cgroups, a new
 		// cgroup namespace has them as its root. unshare is per thread: this
 		// is the main thread, the one processes are forked from.
+		if s.cgBinds != nil {
+			if err := s.bindCgroups("/sys/fs/cgroup"); err != nil {
+				return err
+			}
+		}
 		if err := unix.Unshare(unix.CLONE_NEWCGROUP); err != nil {
 			return stepErr("unshare cgroup namespace", os.NewSyscallError("unshare", err))
 		}
-		if !s.userns || len(s.host.CgroupV1) == 0 && s.cfg.has(NamespaceNet) {
+		if s.cgBinds == nil && (!s.userns || len(s.host.CgroupV1) == 0 && s.cfg.has(NamespaceNet)) {
 			if err := s.mountCgroups("/sys/fs/cgroup"); err != nil {
 				return err
 			}

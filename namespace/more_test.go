@@ -379,3 +379,33 @@ func TestMemfdFallback(t *testing.T) {
 		t.Fatalf("exec the copy: %v %s", err, out)
 	}
 }
+
+// The container sees its own cgroup as the root of /sys/fs/cgroup (cgroup
+// namespace created after Prestart placed it), read-only.
+func TestCgroupView(t *testing.T) {
+	if _, err := os.Stat("/sys/fs/cgroup/memory/cgroup.procs"); err != nil {
+		t.Skip("no cgroup v1 memory hierarchy")
+	}
+	parent := fmt.Sprintf("/sys/fs/cgroup/memory/berth-nstest-%d", os.Getpid())
+	cg := parent + "/c1"
+	if err := os.MkdirAll(cg, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.Remove(cg); _ = os.Remove(parent) })
+	if err := os.WriteFile(cg+"/memory.limit_in_bytes", []byte("67108864"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg := newConfig(t, sh(`grep ':memory:' /proc/self/cgroup; cat /sys/fs/cgroup/memory/memory.limit_in_bytes; touch /sys/fs/cgroup/memory/x 2>/dev/null || echo ro; ls /sys/fs/cgroup | wc -l`))
+	var out bytes.Buffer
+	c, err := Start(context.Background(), cfg, Stdio{Stdout: &out}, StartOptions{Prestart: func(pid int) error {
+		return os.WriteFile(cg+"/cgroup.procs", []byte(strconv.Itoa(pid)), 0o644)
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := c.Wait(context.Background())
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	if err != nil || st.Code != 0 || len(lines) != 4 || !strings.HasSuffix(lines[0], ":memory:/") || lines[1] != "67108864" || lines[2] != "ro" {
+		t.Fatalf("%v %v %q", st, err, out.String())
+	}
+}

@@ -812,8 +812,10 @@ func reportCPU(b *testing.B, self0, kids0 *unix.Rusage) {
 	b.ReportMetric((cpu(&kids1)-cpu(kids0))/n, "container-cpu-ms/op")
 }
 
-// BenchmarkRuncTrue is the same job done by Debian's runc, for a ratio.
-func BenchmarkRuncTrue(b *testing.B) {
+// runcBundle makes a runc bundle running /bin/true from a busybox rootfs
+// with runc's default spec (namespaces, masked paths, capabilities like
+// berth's), and returns a function that runs it once.
+func runcBundle(b *testing.B) func(i int) {
 	runc := testutil.RequiresCommand(b, "runc")
 	root := rootfs(b)
 	bundle := b.TempDir()
@@ -839,6 +841,17 @@ func BenchmarkRuncTrue(b *testing.B) {
 		b.Fatal(err)
 	}
 	state := b.TempDir()
+	return func(i int) {
+		cmd := exec.Command(runc, "--root", state, "run", "--bundle", bundle, fmt.Sprintf("berth-bench-%d-%d", os.Getpid(), i))
+		if out, err := cmd.CombinedOutput(); err != nil {
+			b.Fatalf("runc run: %v %s", err, out)
+		}
+	}
+}
+
+// BenchmarkRuncTrue is the same job done by Debian's runc, for a ratio.
+func BenchmarkRuncTrue(b *testing.B) {
+	runRunc := runcBundle(b)
 	durs := make([]time.Duration, 0, b.N)
 	var self0, kids0 unix.Rusage
 	_ = unix.Getrusage(unix.RUSAGE_SELF, &self0)
@@ -846,10 +859,7 @@ func BenchmarkRuncTrue(b *testing.B) {
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		t0 := time.Now()
-		cmd := exec.Command(runc, "--root", state, "run", "--bundle", bundle, fmt.Sprintf("berth-bench-%d-%d", os.Getpid(), i))
-		if out, err := cmd.CombinedOutput(); err != nil {
-			b.Fatalf("runc run: %v %s", err, out)
-		}
+		runRunc(i)
 		durs = append(durs, time.Since(t0))
 	}
 	b.StopTimer()
@@ -857,16 +867,53 @@ func BenchmarkRuncTrue(b *testing.B) {
 	reportCPU(b, &self0, &kids0)
 }
 
-func reportMedian(b *testing.B, durs []time.Duration) {
-	if len(durs) == 0 {
-		return
+// BenchmarkStartTrueVsRunc alternates a berth start and a runc run of
+// /bin/true, so that both see the same machine load, and reports both
+// medians and their ratio.
+func BenchmarkStartTrueVsRunc(b *testing.B) {
+	runRunc := runcBundle(b)
+	cfg := &Config{RootDir: rootfs(b), Process: ProcessConfig{Args: []string{"/bin/true"}}}
+	ctx := context.Background()
+	var ours, theirs []time.Duration
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		t0 := time.Now()
+		c, err := Start(ctx, cfg, Stdio{}, StartOptions{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if st, err := c.Wait(ctx); err != nil || st.Code != 0 {
+			b.Fatal(st, err)
+		}
+		ours = append(ours, time.Since(t0))
+		t0 = time.Now()
+		runRunc(i)
+		theirs = append(theirs, time.Since(t0))
 	}
-	for i := 1; i < len(durs); i++ {
-		for j := i; j > 0 && durs[j] < durs[j-1]; j-- {
-			durs[j], durs[j-1] = durs[j-1], durs[j]
+	b.StopTimer()
+	mo, mt := median(ours), median(theirs)
+	b.ReportMetric(float64(mo.Microseconds())/1000, "berth-ms-median")
+	b.ReportMetric(float64(mt.Microseconds())/1000, "runc-ms-median")
+	b.ReportMetric(float64(mt)/float64(mo), "runc/berth")
+}
+
+func median(durs []time.Duration) time.Duration {
+	if len(durs) == 0 {
+		return 0
+	}
+	s := append([]time.Duration(nil), durs...)
+	for i := 1; i < len(s); i++ {
+		for j := i; j > 0 && s[j] < s[j-1]; j-- {
+			s[j], s[j-1] = s[j-1], s[j]
 		}
 	}
-	b.ReportMetric(float64(durs[len(durs)/2].Microseconds())/1000, "ms-median")
+	return s[len(s)/2]
+}
+
+func reportMedian(b *testing.B, durs []time.Duration) {
+	if len(durs) > 0 {
+		b.ReportMetric(float64(median(durs).Microseconds())/1000, "ms-median")
+	}
 }
 
 func chownTree(root string, uid, gid int) error {
