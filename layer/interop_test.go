@@ -136,3 +136,113 @@ func TestInteropUmoci(t *testing.T) {
 		})
 	}
 }
+
+func run(t *testing.T, dir string, name string, args ...string) {
+	t.Helper()
+	cmd := exec.Command(name, args...)
+	cmd.Dir = dir
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("%s %v: %v\n%s", name, args, err, out)
+	}
+}
+
+// Layers written by umoci (its tar writer, its whiteouts) unpack in
+// berth to the same tree umoci unpacks.
+func TestInteropUmociLayers(t *testing.T) {
+	testutil.RequiresRoot(t)
+	umoci := testutil.RequiresCommand(t, "umoci")
+	ctx := context.Background()
+	work := t.TempDir()
+	run(t, work, umoci, "init", "--layout", "img")
+	run(t, work, umoci, "new", "--image", "img:t")
+
+	run(t, work, umoci, "unpack", "--image", "img:t", "b1")
+	r := filepath.Join(work, "b1", "rootfs")
+	for _, d := range []string{"etc", "usr/bin", "usr/lib/x", "var/cache/apt", "tmp"} {
+		must(t, os.MkdirAll(filepath.Join(r, d), 0o755))
+	}
+	must(t, os.Chmod(filepath.Join(r, "tmp"), 0o1777))
+	must(t, os.WriteFile(filepath.Join(r, "etc/passwd"), []byte("root:x:0:0\n"), 0o644))
+	must(t, os.WriteFile(filepath.Join(r, "etc/shadow"), []byte("root:*\n"), 0o600))
+	must(t, os.WriteFile(filepath.Join(r, "usr/bin/busybox"), []byte("ELF"), 0o755))
+	must(t, os.Chmod(filepath.Join(r, "usr/bin/busybox"), 0o4755))
+	must(t, os.Link(filepath.Join(r, "usr/bin/busybox"), filepath.Join(r, "usr/bin/sh")))
+	must(t, os.Symlink("busybox", filepath.Join(r, "usr/bin/ls")))
+	must(t, os.Symlink("usr/lib", filepath.Join(r, "lib")))
+	must(t, os.WriteFile(filepath.Join(r, "usr/lib/x/a"), []byte("a"), 0o644))
+	must(t, os.WriteFile(filepath.Join(r, "var/cache/apt/pkg"), []byte("p"), 0o644))
+	must(t, os.Lchown(filepath.Join(r, "var/cache/apt/pkg"), 100, 101))
+	run(t, work, umoci, "repack", "--image", "img:t", "b1")
+
+	run(t, work, umoci, "unpack", "--image", "img:t", "b2")
+	r = filepath.Join(work, "b2", "rootfs")
+	must(t, os.Remove(filepath.Join(r, "etc/shadow")))
+	must(t, os.RemoveAll(filepath.Join(r, "var/cache/apt")))
+	must(t, os.RemoveAll(filepath.Join(r, "usr/lib/x")))
+	must(t, os.Mkdir(filepath.Join(r, "usr/lib/x"), 0o700))
+	must(t, os.WriteFile(filepath.Join(r, "usr/lib/x/b"), []byte("b"), 0o644))
+	must(t, os.WriteFile(filepath.Join(r, "etc/passwd"), []byte("root:x:0:0\nuser:x:1000:1000\n"), 0o644))
+	run(t, work, umoci, "repack", "--image", "img:t", "b2")
+
+	run(t, work, umoci, "unpack", "--image", "img:t", "final")
+
+	// berth reads the layout.
+	img := filepath.Join(work, "img")
+	var idx ocispec.Index
+	readJSON(t, filepath.Join(img, "index.json"), &idx)
+	var man ocispec.Manifest
+	readJSON(t, filepath.Join(img, "blobs/sha256", idx.Manifests[0].Digest.Encoded()), &man)
+	var cfg ocispec.Image
+	readJSON(t, filepath.Join(img, "blobs/sha256", man.Config.Digest.Encoded()), &cfg)
+	s := newStore(t)
+	var parent digest.Digest
+	for i, l := range man.Layers {
+		f, err := os.Open(filepath.Join(img, "blobs/sha256", l.Digest.Encoded()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		lay, err := s.Unpack(ctx, f, l.MediaType, parent, cfg.RootFS.DiffIDs[i])
+		f.Close()
+		if err != nil {
+			t.Fatalf("layer %d (%s): %v", i, l.MediaType, err)
+		}
+		parent = lay.ChainID
+	}
+	o, err := NewOverlaySnapshotter(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ms, err := o.Prepare(ctx, "umoci", parent)
+	if err != nil {
+		t.Fatal(err)
+	}
+	root := mountAt(t, ms)
+	got, want := tree(t, root), tree(t, filepath.Join(work, "final", "rootfs"))
+	if !reflect.DeepEqual(got, want) {
+		for _, n := range names(want) {
+			if !reflect.DeepEqual(got[n], want[n]) {
+				t.Errorf("%s: berth %+v, umoci %+v", n, got[n], want[n])
+			}
+		}
+		for _, n := range names(got) {
+			if _, ok := want[n]; !ok {
+				t.Errorf("%s: only in berth", n)
+			}
+		}
+	}
+	if _, ok := want["usr/lib/x/b"]; !ok || len(want) < 10 {
+		t.Fatalf("umoci's tree: %v", names(want))
+	}
+	t.Logf("%d layers, %d entries agree", len(man.Layers), len(want))
+}
+
+func readJSON(t *testing.T, p string, v any) {
+	t.Helper()
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		t.Fatal(err)
+	}
+}
