@@ -488,8 +488,11 @@ func (c *Cgroup) applyDevices(rules []DeviceRule, fresh bool) error {
 	return nil
 }
 
-// Name returns the group's name; Parent its parent.
-func (c *Cgroup) Name() string   { return c.name }
+// Name returns the group's name (Config.Name).
+func (c *Cgroup) Name() string { return c.name }
+
+// Parent returns the parent's path from the hierarchy root, cleaned and
+// without a leading slash ("berth").
 func (c *Cgroup) Parent() string { return c.parent }
 
 // Path is the group's path from the hierarchy root, as /proc/<pid>/cgroup

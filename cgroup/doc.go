@@ -79,7 +79,11 @@
 //
 // # When not to use it
 //
-// On a host where systemd owns the tree and must know about every group
+// Inside a container on a v2 host whose cgroup namespace root holds
+// processes, the kernel refuses to enable controllers below it (no
+// internal processes), so limits fail with errdefs.ErrUnsupported; Docker
+// in Docker first moves its own processes into a leaf group, this package
+// does not. On a host where systemd owns the tree and must know about every group
 // (systemd cgroup driver), groups made here are invisible to it. Rootless
 // containers need a delegated v2 subtree, which this package does not ask
 // systemd for.
