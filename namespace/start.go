@@ -912,7 +912,9 @@ func Attach(ctx context.Context, controlSocket string) (*Container, error) {
 	}
 	_ = cn.c.SetReadDeadline(time.Time{})
 	c.main = newProcess(c, cn, m, files)
-	c.main.startIO(Stdio{}, nil)
+	// The pty master (with a terminal) only serves Resize here: reading it
+	// would take output from whoever attached the stdio.
+	go c.main.waitLoop()
 	return c, nil
 }
 
