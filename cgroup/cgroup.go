@@ -472,12 +472,16 @@ func (c *Cgroup) applyDevices(rules []DeviceRule, fresh bool) error {
 			if r.Allow {
 				f = allow
 			}
-			v := r.String()
-			if r.Type == 'a' {
-				v = "a *:* " + r.Access
+			vs := []string{r.String()}
+			if r.Type == 'a' && accessBits(r.Access) != accAll {
+				// The kernel reads "a" as the whole default, whatever the
+				// access: a partial rule for all devices is one per type.
+				vs = []string{"c *:* " + r.Access, "b *:* " + r.Access}
 			}
-			if err := f.write(v); err != nil {
-				return err
+			for _, v := range vs {
+				if err := f.write(v); err != nil {
+					return err
+				}
 			}
 		}
 		return nil

@@ -855,3 +855,14 @@ func TestKernelRefuses(t *testing.T) {
 		}
 	}
 }
+
+// TestV1DeviceRulesForAll: a rule for all devices with partial access is
+// written per type, not as the kernel's "a" (which means everything).
+func TestV1DeviceRulesForAll(t *testing.T) {
+	requireV1(t, "devices")
+	rules := []DeviceRule{{Allow: true, Type: 'a', Major: -1, Minor: -1, Access: "m"}, {Allow: true, Type: 'c', Major: 1, Minor: 3, Access: "rw"}}
+	c := newTestGroup(t, Resources{Devices: rules})
+	if got, want := readFile(t, filepath.Join(c.v1["devices"], "devices.list")), "c *:* m\nb *:* m\nc 1:3 rw"; got != want {
+		t.Errorf("devices.list = %q, want %q", got, want)
+	}
+}
