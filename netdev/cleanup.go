@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"slices"
 
 	"github.com/vishvananda/netlink"
@@ -48,12 +47,6 @@ func (m *Manager) Cleanup(ctx context.Context) error {
 		}
 		if len(s.Endpoints) != before {
 			touched = append(touched, name)
-		}
-	}
-	// Leftover temporary files of writers that crashed.
-	if tmps, _ := filepath.Glob(filepath.Join(m.netDir(), "*.json.tmp-*")); len(tmps) > 0 {
-		for _, t := range tmps {
-			os.Remove(t)
 		}
 	}
 	rl.Unlock()
@@ -111,7 +104,7 @@ func (m *Manager) Cleanup(ctx context.Context) error {
 // networkLives reports whether the root that created a network still has it.
 func networkLives(hn *hostNet) bool {
 	m := &Manager{Root: hn.Root}
-	b, err := os.ReadFile(m.netPath(hn.Name))
+	b, err := readState(m.netPath(hn.Name))
 	if err != nil {
 		return !errors.Is(err, os.ErrNotExist)
 	}

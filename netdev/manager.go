@@ -13,6 +13,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -312,10 +313,11 @@ func validName(name string) bool {
 	return true
 }
 
-func (m *Manager) netPath(name string) string { return filepath.Join(m.netDir(), name+".json") }
+// netPath is the base of a network's state slots (see writeState).
+func (m *Manager) netPath(name string) string { return filepath.Join(m.netDir(), name+".net") }
 
 func (m *Manager) loadNet(name string) (*netState, error) {
-	b, err := os.ReadFile(m.netPath(name))
+	b, err := readState(m.netPath(name))
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("netdev: network %s: %w", name, errdefs.ErrNotFound)
 	}
@@ -332,12 +334,14 @@ func (m *Manager) loadNet(name string) (*netState, error) {
 	return &s, nil
 }
 
-func (m *Manager) saveNet(s *netState) error {
+func (m *Manager) saveNet(s *netState) error { return m.saveNetDurable(s, false) }
+
+func (m *Manager) saveNetDurable(s *netState, durable bool) error {
 	b, err := json.Marshal(s)
 	if err != nil {
 		return err
 	}
-	if err := writeState(m.netPath(s.Network.Name), b); err != nil {
+	if err := writeState(m.netPath(s.Network.Name), b, durable); err != nil {
 		return fmt.Errorf("netdev: save network %s: %w", s.Network.Name, err)
 	}
 	return nil
@@ -352,29 +356,13 @@ func (m *Manager) listNets() ([]string, error) {
 	var names []string
 	for _, e := range ents {
 		n := e.Name()
-		if strings.HasSuffix(n, ".json") && !strings.HasPrefix(n, ".") {
-			names = append(names, strings.TrimSuffix(n, ".json"))
+		for _, suf := range []string{".net.a", ".net.b"} {
+			if name, ok := strings.CutSuffix(n, suf); ok && !strings.HasPrefix(n, ".") && !slices.Contains(names, name) {
+				names = append(names, name)
+			}
 		}
 	}
 	return names, nil
-}
-
-// writeState replaces path atomically: written to a temporary name, then
-// renamed. It does not fsync: all of this state describes kernel objects
-// (links, rules, addresses) that do not survive a host crash either, and
-// the host state is discarded after a reboot; a process crash at any
-// instant leaves the old file or the new one.
-func writeState(path string, data []byte) error {
-	tmp := path + ".tmp-" + randHex(8)
-	if err := os.WriteFile(tmp, data, 0o600); err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	return nil
 }
 
 // ---- host-wide state ----
@@ -405,11 +393,12 @@ type hostPort struct {
 	Owner       owner      `json:"owner"`
 }
 
-func (m *Manager) hostPath() string { return filepath.Join(m.RunDir, "state.json") }
+// hostPath is the base of the host state's slots (see writeState).
+func (m *Manager) hostPath() string { return filepath.Join(m.RunDir, "host") }
 
 func (m *Manager) loadHost() (*hostState, error) {
 	s := &hostState{}
-	b, err := os.ReadFile(m.hostPath())
+	b, err := readState(m.hostPath())
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("netdev: host state: %w", err)
 	}
@@ -433,7 +422,7 @@ func (m *Manager) saveHost(s *hostState) error {
 	if err != nil {
 		return err
 	}
-	if err := writeState(m.hostPath(), b); err != nil {
+	if err := writeState(m.hostPath(), b, false); err != nil {
 		return fmt.Errorf("netdev: save host state: %w", err)
 	}
 	return nil

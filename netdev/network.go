@@ -72,9 +72,10 @@ func (m *Manager) CreateNetwork(ctx context.Context, cfg NetworkConfig) (*Networ
 }
 
 func (m *Manager) createNetworkLocked(ctx context.Context, cfg NetworkConfig) (*Network, error) {
-	if _, err := os.Stat(m.netPath(cfg.Name)); err == nil {
+	if _, err := readState(m.netPath(cfg.Name)); err == nil {
 		return nil, fmt.Errorf("netdev: create network %s: %w", cfg.Name, errdefs.ErrAlreadyExists)
 	}
+	_ = removeState(m.netPath(cfg.Name)) // invalid leftovers
 	wrap := func(err error) error { return fmt.Errorf("netdev: create network %s: %w", cfg.Name, err) }
 	if cfg.Subnet.IsValid() && (!cfg.Subnet.Addr().Is4() || cfg.Subnet.Bits() > 30) {
 		return nil, wrap(fmt.Errorf("subnet %s is not an IPv4 subnet with room for hosts: %w", cfg.Subnet, errdefs.ErrInvalid))
@@ -166,7 +167,7 @@ func (m *Manager) createNetworkLocked(ctx context.Context, cfg NetworkConfig) (*
 		undo()
 		return nil, wrap(err)
 	}
-	if err := m.saveNet(&netState{Network: n, Endpoints: map[string]*epState{}}); err != nil {
+	if err := m.saveNetDurable(&netState{Network: n, Endpoints: map[string]*epState{}}, true); err != nil {
 		undo()
 		return nil, err
 	}
@@ -440,7 +441,7 @@ func (m *Manager) RemoveNetwork(ctx context.Context, name string) error {
 	if err := m.saveHost(hs); err != nil {
 		return err
 	}
-	if err := os.Remove(m.netPath(name)); err != nil && !errors.Is(err, os.ErrNotExist) {
+	if err := removeState(m.netPath(name)); err != nil {
 		return fmt.Errorf("netdev: remove network %s: %w", name, err)
 	}
 	return nil
