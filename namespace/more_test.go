@@ -409,3 +409,18 @@ func TestCgroupView(t *testing.T) {
 		t.Fatalf("%v %v %q", st, err, out.String())
 	}
 }
+
+// Killing the supervisor from outside (as a cgroup kill-all does) ends the
+// container, and Wait reports the signal.
+func TestSupervisorKilled(t *testing.T) {
+	c := startT(t, newConfig(t, sh("sleep 100")), Stdio{})
+	main := c.Main().Pid()
+	if err := unix.Kill(c.Pid(), unix.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	st, err := c.Wait(context.Background())
+	if err != nil || st.Code != 137 || st.Signal != syscall.SIGKILL {
+		t.Fatalf("%v %v", st, err)
+	}
+	assertGone(t, main)
+}

@@ -626,11 +626,19 @@ func (p *Process) waitLoop() {
 	}
 	if p.reaped != nil {
 		st, err := p.reaped()
-		if !got {
-			p.status, p.err = st, err
-			if err == nil && st.Signal == 0 && st.Code == 137 {
-				p.status.OwnerGone = true
-			}
+		switch {
+		case got:
+		case err != nil:
+			p.err = err
+		case st.Signal != 0:
+			// The init was killed (berth's cgroup kill-all does that): the
+			// container died with it.
+			p.status = st
+		case st.Code == 137:
+			// The init killed the container because its owner's end closed.
+			p.status, p.status.OwnerGone = st, true
+		default:
+			p.err = fmt.Errorf("container %s: the container's init exited with status %d without reporting the process's: %w", p.c.id, st.Code, errdefs.ErrUnavailable)
 		}
 	} else if !got {
 		if p.c.main == p {
