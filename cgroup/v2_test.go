@@ -556,3 +556,39 @@ func TestReadCgroupMounts(t *testing.T) {
 		t.Errorf("distinct hierarchies %v, want 3 (cpu and cpuacct share one)", h.v1dirs)
 	}
 }
+
+// BenchmarkAdd moves a process into a group in every hierarchy, as a
+// container start on a v1 or hybrid host does (v2 starts it inside with
+// CLONE_INTO_CGROUP instead). The process alternates between two groups.
+func BenchmarkAdd(b *testing.B) {
+	testutil.RequiresRoot(b)
+	h := defaultHost()
+	parent := randomParent(b)
+	b.Cleanup(func() { cleanup(h, parent, nil) })
+	ctx := context.Background()
+	var gs [2]*Cgroup
+	for i := range gs {
+		c, err := New(ctx, Config{Parent: parent, Name: "a" + strconv.Itoa(i), host: h})
+		if err != nil {
+			b.Fatal(err)
+		}
+		gs[i] = c
+	}
+	cmd := exec.Command("sleep", "60")
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+		for _, c := range gs {
+			c.Delete(ctx)
+		}
+	})
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if err := gs[i%2].Add(cmd.Process.Pid); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
