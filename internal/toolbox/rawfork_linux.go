@@ -18,7 +18,7 @@ import (
 //
 //go:nosplit
 func rawForkBlock() (int, syscall.Errno) {
-	pid, _, errno := syscall.RawSyscall6(syscall.SYS_CLONE, uintptr(syscall.SIGCHLD), 0, 0, 0, 0, 0)
+	pid, _, errno := syscall.RawSyscall6(syscall.SYS_CLONE, cloneArg1, cloneArg2, 0, 0, 0, 0)
 	if errno != 0 {
 		return 0, errno
 	}
@@ -36,7 +36,7 @@ func rawForkBlock() (int, syscall.Errno) {
 //
 //go:nosplit
 func rawForkCall(trap, a1, a2, a3 uintptr) (int, syscall.Errno) {
-	pid, _, errno := syscall.RawSyscall6(syscall.SYS_CLONE, uintptr(syscall.SIGCHLD), 0, 0, 0, 0, 0)
+	pid, _, errno := syscall.RawSyscall6(syscall.SYS_CLONE, cloneArg1, cloneArg2, 0, 0, 0, 0)
 	if errno != 0 {
 		return 0, errno
 	}
