@@ -119,6 +119,34 @@ func TestFaults(t *testing.T) {
 		}
 	})
 
+	t.Run("ConnectionDropped", func(t *testing.T) {
+		p := faultproxy.Start(t, f.reg.URL,
+			faultproxy.Rule{Path: "/manifests/", Drop: true, Times: 2},
+			faultproxy.Rule{Path: "/blobs/sha256", Drop: true, Times: 1})
+		c := &rc.Client{Retry: fastRetry}
+		ref := f.proxyRef(t, p)
+		if d, _, err := c.FetchManifest(ctxT(t, time.Minute), ref); err != nil || d.Digest != f.root.Digest {
+			t.Fatalf("manifest through dropped connections: %v", err)
+		}
+		if b, err := readBlob(t, c, ref, f.small, 0); err != nil || !bytes.Equal(b, f.src[f.small.Digest]) {
+			t.Fatalf("blob through a dropped connection: %v", err)
+		}
+		// Uploads: a seekable body is sent again; a one-shot reader cannot be.
+		data := randomBytes(77, 100<<10)
+		d := ocispec.Descriptor{Digest: digest.FromBytes(data), Size: int64(len(data))}
+		p.SetRules(faultproxy.Rule{Method: http.MethodPut, Path: "/blobs/uploads/", Drop: true, Times: 1})
+		if err := c.PushBlob(ctxT(t, time.Minute), ref, d, io.MultiReader(bytes.NewReader(data))); !errors.Is(err, errdefs.ErrUnavailable) {
+			t.Fatalf("one-shot reader through a dropped PUT: %v", err)
+		}
+		p.SetRules(faultproxy.Rule{Method: http.MethodPut, Path: "/blobs/uploads/", Drop: true, Times: 1})
+		if err := c.PushBlob(ctxT(t, time.Minute), ref, d, bytes.NewReader(data)); err != nil {
+			t.Fatalf("seekable reader through a dropped PUT: %v", err)
+		}
+		if b, err := readBlob(t, c, ref, d, 0); err != nil || !bytes.Equal(b, data) {
+			t.Fatalf("pushed blob: %v", err)
+		}
+	})
+
 	t.Run("ManifestBodyBroken", func(t *testing.T) {
 		p := faultproxy.Start(t, f.reg.URL,
 			faultproxy.Rule{Method: http.MethodGet, Path: "/manifests/", ResetEvery: 100, Times: 1},

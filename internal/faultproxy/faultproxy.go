@@ -33,6 +33,10 @@ type Rule struct {
 	// Times is how many requests the rule applies to; 0 means all.
 	Times int
 
+	// Drop resets the connection (TCP RST) instead of answering: the
+	// client sees a network error before any response.
+	Drop bool
+
 	// Status, when non-zero, answers the request with this status (and a
 	// registry-style error body) instead of forwarding it.
 	Status int
@@ -165,6 +169,13 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if rule != nil {
 		p.faults.Add(1)
 	}
+	if rule != nil && rule.Drop {
+		if r.Body != nil {
+			io.Copy(io.Discard, io.LimitReader(r.Body, 1<<30))
+		}
+		resetConn(w, false)
+		return
+	}
 	if rule != nil && rule.Status != 0 {
 		if rule.RetryAfter != "" {
 			w.Header().Set("Retry-After", rule.RetryAfter)
@@ -259,7 +270,7 @@ func (p *Proxy) copyBody(w http.ResponseWriter, r *http.Request, body io.Reader,
 				}
 			}
 			if rule != nil && rule.ResetEvery > 0 && off%rule.ResetEvery == 0 {
-				resetConn(w)
+				resetConn(w, true)
 				return
 			}
 		}
@@ -269,10 +280,10 @@ func (p *Proxy) copyBody(w http.ResponseWriter, r *http.Request, body io.Reader,
 	}
 }
 
-// resetConn flushes what was written and closes the connection with a TCP
-// RST.
-func resetConn(w http.ResponseWriter) {
-	if f, ok := w.(http.Flusher); ok {
+// resetConn flushes what was written (if flush) and closes the connection
+// with a TCP RST.
+func resetConn(w http.ResponseWriter, flush bool) {
+	if f, ok := w.(http.Flusher); ok && flush {
 		f.Flush()
 	}
 	hj, ok := w.(http.Hijacker)
