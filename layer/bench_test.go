@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"math/rand"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"sync"
 	"syscall"
 	"testing"
@@ -16,6 +18,7 @@ import (
 
 	"github.com/klauspost/compress/gzip"
 	"github.com/opencontainers/go-digest"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
 var (
@@ -123,5 +126,62 @@ func BenchmarkDecompress(b *testing.B) {
 		if dg.Digest() != benchDiffID {
 			b.Fatal("digest")
 		}
+	}
+}
+
+// TestCompareTools times berth's Unpack of the benchmark layer against
+// GNU tar and umoci on the same machine, interleaved (BERTH_LAYER_COMPARE=1).
+func TestCompareTools(t *testing.T) {
+	if os.Getenv("BERTH_LAYER_COMPARE") == "" {
+		t.Skip("set BERTH_LAYER_COMPARE=1")
+	}
+	var b testing.B
+	benchLayer(&b)
+	dir := t.TempDir()
+	img := filepath.Join(dir, "img")
+	writeLayout(t, img, [][]byte{benchTar})
+	var layers []ocispec.Descriptor
+	var man ocispec.Manifest
+	var idx ocispec.Index
+	readJSON(t, filepath.Join(img, "index.json"), &idx)
+	readJSON(t, filepath.Join(img, "blobs/sha256", idx.Manifests[0].Digest.Encoded()), &man)
+	layers = man.Layers
+	gzPath := filepath.Join(img, "blobs/sha256", layers[0].Digest.Encoded())
+	ctx := context.Background()
+	timeIt := func(name string, f func(i int)) {
+		var best time.Duration
+		for i := 0; i < 3; i++ {
+			start := time.Now()
+			f(i)
+			if d := time.Since(start); best == 0 || d < best {
+				best = d
+			}
+		}
+		t.Logf("%-22s best of 3: %v (%.0f MB/s of gzip)", name, best.Round(time.Millisecond), float64(len(benchGz))/best.Seconds()/1e6)
+	}
+	for _, sync := range []bool{true, false} {
+		s := newStore(t, Options{NoSync: !sync})
+		timeIt(fmt.Sprintf("berth Unpack sync=%v", sync), func(int) {
+			f, _ := os.Open(gzPath)
+			l, err := s.Unpack(ctx, f, MediaTypeLayerGzip, "", benchDiffID)
+			f.Close()
+			if err != nil {
+				t.Fatal(err)
+			}
+			removeAll(s.layerPath(l.ChainID))
+		})
+	}
+	timeIt("tar -xzf", func(i int) {
+		out := filepath.Join(dir, fmt.Sprint("tar", i))
+		os.Mkdir(out, 0o755)
+		run(t, dir, "tar", "-xzf", gzPath, "-C", out)
+		os.RemoveAll(out)
+	})
+	if _, err := exec.LookPath("umoci"); err == nil {
+		timeIt("umoci unpack", func(i int) {
+			out := filepath.Join(dir, fmt.Sprint("bundle", i))
+			run(t, dir, "umoci", "unpack", "--image", img+":latest", out)
+			os.RemoveAll(out)
+		})
 	}
 }
