@@ -310,6 +310,12 @@ func TestFaults(t *testing.T) {
 		if mp.Requests() == 0 {
 			t.Error("the mirror saw no requests")
 		}
+		// A mirror that is down, and one that fails everything, are skipped.
+		bad := faultproxy.Start(t, f.reg.URL, faultproxy.Rule{Status: 500})
+		c2 := &rc.Client{Retry: fastRetry, Mirrors: map[string][]string{op.Host: {"http://127.0.0.1:1", bad.Host}}}
+		if d, err := c2.Resolve(ctxT(t, time.Minute), oref); err != nil || d.Digest != only.Digest {
+			t.Fatalf("past broken mirrors: %v", err)
+		}
 	})
 
 	t.Run("PushThroughFaults", func(t *testing.T) {
