@@ -182,23 +182,30 @@ func (m *Manager) Attach(ctx context.Context, cfg EndpointConfig) (*Endpoint, er
 	if err := unix.Fstat(int(ns), &st); err != nil {
 		return nil, wrap(fmt.Errorf("stat network namespace: %w", err))
 	}
-	// A veth pair of this namespace still being deleted holds an
-	// interface name: wait for it.
-	if err := m.waitPending(ctx, func(p *pendingDel) bool {
-		return p.netns == st.Ino
-	}); err != nil {
-		return nil, wrap(err)
-	}
 	ch, err := netlink.NewHandleAt(ns, unix.NETLINK_ROUTE)
 	if err != nil {
 		return nil, wrap(fmt.Errorf("netlink handle in container namespace: %w", err))
 	}
 	defer ch.Close()
-	if cfg.IfName == "" {
-		links, err := retryDump(ch.LinkList)
-		if err != nil {
+	var links []netlink.Link
+	pendingHere := func(p *pendingDel) bool { return p.netns == st.Ino }
+	if cfg.IfName == "" || m.hasPending(pendingHere) {
+		if links, err = retryDump(ch.LinkList); err != nil {
 			return nil, wrap(fmt.Errorf("list container links: %w", err))
 		}
+	}
+	// A veth pair of this namespace that Detach is still deleting holds an
+	// interface name: wait for it. (Namespace inode numbers are reused, so
+	// a fresh namespace, with only lo, does not wait.)
+	if len(links) > 1 && m.hasPending(pendingHere) {
+		if err := m.waitPending(ctx, pendingHere); err != nil {
+			return nil, wrap(err)
+		}
+		if links, err = retryDump(ch.LinkList); err != nil {
+			return nil, wrap(fmt.Errorf("list container links: %w", err))
+		}
+	}
+	if cfg.IfName == "" {
 		for i := 0; cfg.IfName == ""; i++ {
 			name := "eth" + strconv.Itoa(i)
 			if !slices.ContainsFunc(links, func(l netlink.Link) bool { return l.Attrs().Name == name }) {

@@ -190,6 +190,18 @@ func (m *Manager) putDelHandle(h *netlink.Handle) {
 	}
 }
 
+// hasPending reports whether a background deletion matches.
+func (m *Manager) hasPending(match func(*pendingDel) bool) bool {
+	m.pendMu.Lock()
+	defer m.pendMu.Unlock()
+	for _, p := range m.pending {
+		if match(p) {
+			return true
+		}
+	}
+	return false
+}
+
 // waitPending waits until no background deletion matching match is left.
 func (m *Manager) waitPending(ctx context.Context, match func(*pendingDel) bool) error {
 	for {
