@@ -4,12 +4,15 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -518,5 +521,59 @@ func TestDockerConfigCredentials(t *testing.T) {
 	writeConfig(map[string]any{"auths": map[string]any{"https://index.docker.io/v1/": map[string]string{"identitytoken": "tok"}}})
 	if cred, err := (rc.DockerConfig{}).Get(ctx, "docker.io"); err != nil || cred.IdentityToken != "tok" {
 		t.Errorf("docker.io identity token: %+v, %v", cred, err)
+	}
+}
+
+// TestDockerHubNames runs the docker.io code path offline: a Transport
+// that sends every connection to a local TLS registry stands in for
+// registry-1.docker.io, and the credential comes from config.json under
+// Docker Hub's legacy key.
+func TestDockerHubNames(t *testing.T) {
+	t.Parallel()
+	reg := registrytest.Start(t, registrytest.Options{TLS: true, Htpasswd: map[string]string{"hubuser": "hubpass"}})
+	ctx := ctxT(t, time.Minute)
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(reg.CA)
+	var dialed []string
+	var mu sync.Mutex
+	tr := &http.Transport{
+		TLSClientConfig: &tls.Config{RootCAs: pool, ServerName: "localhost"},
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			mu.Lock()
+			dialed = append(dialed, addr)
+			mu.Unlock()
+			return (&net.Dialer{}).DialContext(ctx, network, reg.Host)
+		},
+	}
+	t.Cleanup(tr.CloseIdleConnections)
+	dir := t.TempDir()
+	cfg, _ := json.Marshal(map[string]any{"auths": map[string]any{rc.DockerHubConfigKey: map[string]string{"auth": base64.StdEncoding.EncodeToString([]byte("hubuser:hubpass"))}}})
+	if err := os.WriteFile(filepath.Join(dir, "config.json"), cfg, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c := &rc.Client{Transport: tr, Retry: fastRetry, Credentials: rc.DockerConfig{Dir: dir}}
+	src := memSource{}
+	root := image(src, 80, ocispec.Platform{OS: "linux", Architecture: "amd64"}, 1000)
+	ref := mustRef(t, "alpine:3.20")
+	if err := c.Push(ctx, ref, root, src); err != nil {
+		t.Fatal(err)
+	}
+	if d, _, err := c.FetchImageManifest(ctx, mustRef(t, "docker.io/library/alpine:3.20"), nil); err != nil || d.Digest != root.Digest {
+		t.Fatalf("pull: %+v, %v", d, err)
+	}
+	if err := c.Login(ctx, "https://index.docker.io/v1/", rc.Credential{Username: "hubuser", Password: "hubpass"}); err != nil {
+		t.Errorf("Login: %v", err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for _, a := range dialed {
+		if a != "registry-1.docker.io:443" {
+			t.Errorf("dialed %s, want only registry-1.docker.io:443", a)
+		}
+	}
+	// The registry stored it as library/alpine.
+	direct := &rc.Client{CertsDir: reg.CertsDir, Credentials: rc.StaticCredentials{reg.Host: {Username: "hubuser", Password: "hubpass"}}}
+	if d, err := direct.Resolve(ctx, mustRef(t, reg.Ref("library/alpine:3.20"))); err != nil || d.Digest != root.Digest {
+		t.Errorf("stored under library/alpine: %v", err)
 	}
 }
