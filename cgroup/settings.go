@@ -48,11 +48,12 @@ func v1Settings(r *Resources, h *host) []setting {
 	if r.MemoryReservation > 0 {
 		add("memory", "memory.soft_limit_in_bytes", "", itoa(r.MemoryReservation), "-1")
 	}
-	if sh := r.shares(); sh > 0 {
+	// A fresh v1 group has 1024 shares and a 100 ms period already.
+	if sh := r.shares(); sh > 0 && sh != defCPUShares {
 		add("cpu", "cpu.shares", "", itoa(sh), itoa(defCPUShares))
 	}
 	quota, period := r.cfs()
-	if period > 0 {
+	if period > 0 && period != defCPUPeriod {
 		add("cpu", "cpu.cfs_period_us", "", itoa(period), itoa(defCPUPeriod))
 	}
 	if quota > 0 {

@@ -348,11 +348,13 @@ func TestDeviceProgram(t *testing.T) {
 // lazily, and thousands of them in a row pile up and slow every cgroup
 // operation on the host for a while.
 //
-// Figures on the 2-vCPU hybrid CI machine at load ~23, under chrt -f 10:
-// create+limit+remove 0.58-0.75 ms (New alone 0.42-0.52 ms), without
-// limits 0.54-0.62 ms, bare mkdir+rmdir of the 9 directories 0.40-0.45
-// ms; on the unified mount (one directory plus the shared eBPF device
-// program) 0.06 ms.
+// Figures on the 2-vCPU hybrid machine while ~7 other jobs kept the load
+// near 20, under chrt -f 10 so waiting for a cpu is not counted:
+// create+limit+remove 0.64-0.73 ms (New alone 0.44-0.56 ms), without
+// limits 0.50-0.59 ms (New 0.29-0.38 ms), bare mkdir+rmdir of the same 9
+// directories 0.35-0.57 ms; on the unified mount (one directory plus the
+// shared eBPF device program) 0.06-0.08 ms. Without chrt the wall times
+// are 2-4 times these and swing with the other jobs.
 func BenchmarkCreateLimitRemove(b *testing.B) {
 	for _, bc := range []struct {
 		name string
