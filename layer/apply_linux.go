@@ -31,14 +31,14 @@ const (
 // and must not be modified by anyone else meanwhile. It reads r to its end
 // (trailing data included) and returns the bytes of file content written.
 //
-// No entry can create or change anything outside dir: names are cleaned and
-// those that climb out (`../x`) are rejected; absolute names are taken
+// No entry can create or change anything outside dir: names are cleaned
+// and those that climb out (`../x`) are rejected; absolute names are taken
 // relative to dir; every parent directory is resolved with openat2(2)
 // RESOLVE_IN_ROOT (or, where the kernel or a seccomp filter lacks openat2,
 // an equivalent walk one component at a time), so a symlink in the tar is
-// followed as if dir were `/`;
-// hard links are made with linkat(2) without following symlinks, and entries
-// replace what is there instead of writing through it. Ownership, modes
+// followed as if dir were `/`; hard links are made with linkat(2) without
+// following symlinks; entries replace what is there instead of writing
+// through it. Ownership, modes
 // (setuid, setgid, sticky included), mtimes, xattrs, hard links, symlinks,
 // devices and fifos are kept; xattrs the filesystem refuses are skipped in
 // the trusted.* and security.* namespaces and are errors in user.*;
@@ -185,12 +185,9 @@ func (a *applier) readErr(err error) error {
 	switch {
 	case errors.Is(err, errTooBig):
 		return invalid("tar stream larger than %d bytes", a.count.max)
-	case errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, tar.ErrHeader), errors.Is(err, tar.ErrFieldTooLong), errors.Is(err, tar.ErrInsecurePath):
-		return invalid("read tar: %v", err)
-	}
-	var ce interface{ Error() string }
-	if errors.As(err, &ce) && strings.HasPrefix(err.Error(), "archive/tar:") {
-		return invalid("read tar: %v", err)
+	case errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, tar.ErrHeader), errors.Is(err, tar.ErrFieldTooLong),
+		errors.Is(err, tar.ErrInsecurePath), strings.HasPrefix(err.Error(), "archive/tar:"):
+		return fmt.Errorf("read tar: %w: %w", err, errdefs.ErrInvalid)
 	}
 	return fmt.Errorf("read tar: %w", err)
 }

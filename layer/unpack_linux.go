@@ -71,7 +71,8 @@ func (s *Store) Unpack(ctx context.Context, r io.Reader, mediaType string, paren
 		}
 	}
 
-	dec, err := Decompress(r, mediaType)
+	src := &srcReader{r: r}
+	dec, err := Decompress(src, mediaType)
 	if err != nil {
 		return Layer{}, fmt.Errorf("unpack: %w", err)
 	}
@@ -93,6 +94,11 @@ func (s *Store) Unpack(ctx context.Context, r io.Reader, mediaType string, paren
 	dg := digest.Canonical.Digester()
 	size, err := applyTar(ctx, diff, io.TeeReader(dec, dg.Hash()), s.opts.Limits, !s.opts.NoSync)
 	if err != nil {
+		if src.err != nil {
+			// The caller's stream failed (a dropped download): say so,
+			// and do not call the layer invalid.
+			return Layer{}, fmt.Errorf("unpack: reading the layer: %w", src.err)
+		}
 		return Layer{}, fmt.Errorf("unpack: %w", err)
 	}
 	got := dg.Digest()

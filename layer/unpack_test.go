@@ -118,6 +118,22 @@ func TestUnpackErrors(t *testing.T) {
 	if _, err := s.Unpack(ctx, r, MediaTypeLayerGzip, "", ""); !errors.Is(err, netErr) || errors.Is(err, errdefs.ErrInvalid) {
 		t.Errorf("network error: %v", err)
 	}
+	// Also when the network error is io.ErrUnexpectedEOF (a cut body),
+	// and for a plain tar.
+	for _, mt := range []string{MediaTypeLayerGzip, MediaTypeLayer} {
+		blob := tb
+		if mt == MediaTypeLayerGzip {
+			blob = gz(t, tb)
+		}
+		r = io.MultiReader(bytes.NewReader(blob[:len(blob)/2]), errReader{io.ErrUnexpectedEOF})
+		if _, err := s.Unpack(ctx, r, mt, "", ""); !errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, errdefs.ErrInvalid) {
+			t.Errorf("%s: cut body: %v", mt, err)
+		}
+		// A stream that just ends early is a truncated, invalid layer.
+		if _, err := s.Unpack(ctx, bytes.NewReader(blob[:len(blob)/2]), mt, "", ""); !errors.Is(err, errdefs.ErrInvalid) {
+			t.Errorf("%s: truncated: %v", mt, err)
+		}
+	}
 	assertClean(t, s)
 }
 
