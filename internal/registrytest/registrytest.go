@@ -71,7 +71,22 @@ type Registry struct {
 	TokenRequests func() int
 
 	cmd        *exec.Cmd
+	done       chan struct{}
+	logPath    string
 	clientCert *tls.Certificate
+}
+
+// Stop kills the registry now (to test a registry that goes away); the
+// storage stays. It is safe to call more than once.
+func (r *Registry) Stop() {
+	r.cmd.Process.Kill()
+	<-r.done
+}
+
+// Log returns what the registry has logged so far (errors only).
+func (r *Registry) Log() string {
+	b, _ := os.ReadFile(r.logPath)
+	return string(b)
 }
 
 // Start runs a registry for the duration of tb.
@@ -152,10 +167,9 @@ func Start(tb testing.TB, opts Options) *Registry {
 			lastErr = fmt.Errorf("%v; log:\n%s", err, log)
 			continue
 		}
-		r.cmd = cmd
+		r.cmd, r.done, r.logPath = cmd, done, logPath
 		tb.Cleanup(func() {
-			cmd.Process.Kill()
-			<-done
+			r.Stop()
 			if tb.Failed() {
 				if log, _ := os.ReadFile(logPath); len(log) > 0 {
 					tb.Logf("docker-registry log:\n%s", tail(log, 4096))

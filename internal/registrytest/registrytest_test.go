@@ -85,3 +85,12 @@ func TestStartToken(t *testing.T) {
 		t.Fatalf("with token: %d %s", resp.StatusCode, body)
 	}
 }
+
+func TestStop(t *testing.T) {
+	r := Start(t, Options{})
+	r.Stop()
+	r.Stop()
+	if _, err := http.Get(r.URL + "/v2/"); err == nil {
+		t.Fatal("registry still answers after Stop")
+	}
+}
