@@ -14,8 +14,18 @@
 // root removes only what it created; two programs with different roots (a
 // temporary root per test package is common) coexist on one host, and two
 // processes sharing a root never hand out the same address, because every
-// change is made under a file lock (flock) and written to a temporary name
-// and renamed into place. Lock order is always root lock, then host lock.
+// change is made under a file lock (flock). Lock order is always root
+// lock, then host lock.
+//
+// State files are written on every Attach and Detach, so they are not
+// replaced by rename (which costs about a millisecond on ext4, where a
+// rename over a file flushes the new one): each state has two checksummed
+// slot files (Root/networks/<name>.net.a and .b, RunDir/host.a and .b),
+// overwritten in place in turn, and readers take the newest valid slot, so
+// a crash at any instant leaves the new version or the previous one. Only
+// a network's creation is fsynced: addresses, ports and links do not
+// survive a reboot anyway, and the host state of a previous boot (its boot
+// id differs) is ignored.
 //
 // Networks are per root: two roots may both have a network called "web";
 // each gets its own bridge, whose name and subnet are unique host-wide. The
