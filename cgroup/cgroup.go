@@ -626,11 +626,13 @@ func walkGroups(dir string, fn func(string) error) error {
 // error.
 func (c *Cgroup) Delete(ctx context.Context) error {
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	if c.deleted {
+		c.mu.Unlock()
 		return nil
 	}
 	c.ooms = max(c.ooms, c.readOOMKills())
+	c.mu.Unlock()
+	// Wait without the lock, so Stats, OOMKilled and Resources answer.
 	var errs []error
 	for _, d := range c.dirs {
 		if err := removeGroup(ctx, d); err != nil {
@@ -640,9 +642,13 @@ func (c *Cgroup) Delete(ctx context.Context) error {
 	if err := errors.Join(errs...); err != nil {
 		return err
 	}
-	c.deleted = true
-	close(c.stop)
-	c.closeFDs()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.deleted {
+		c.deleted = true
+		close(c.stop)
+		c.closeFDs()
+	}
 	return nil
 }
 
