@@ -630,12 +630,26 @@ func (c *Cgroup) Delete(ctx context.Context) error {
 		c.mu.Unlock()
 		return nil
 	}
-	c.ooms = max(c.ooms, c.readOOMKills())
 	c.mu.Unlock()
 	// Wait without the lock, so Stats, OOMKilled and Resources answer.
+	// The OOM counter is read before each try at the directory that holds
+	// it: the last read is of the emptied group.
+	oomDir := c.v2
+	if d := c.v1["memory"]; d != "" {
+		oomDir = d
+	}
 	var errs []error
 	for _, d := range c.dirs {
-		if err := removeGroup(ctx, d); err != nil {
+		var before func()
+		if d == oomDir {
+			before = func() {
+				n := c.readOOMKills()
+				c.mu.Lock()
+				c.ooms = max(c.ooms, n)
+				c.mu.Unlock()
+			}
+		}
+		if err := removeGroup(ctx, d, before); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -669,9 +683,12 @@ func (c *Cgroup) rmdirs(dirs []string) {
 
 // removeGroup removes dir and the groups below it, retrying while they
 // are busy until ctx is done.
-func removeGroup(ctx context.Context, dir string) error {
+func removeGroup(ctx context.Context, dir string, before func()) error {
 	wait := 200 * time.Microsecond
 	for {
+		if before != nil {
+			before()
+		}
 		err := rmdir(dir)
 		switch err {
 		case nil, unix.ENOENT:
@@ -686,7 +703,7 @@ func removeGroup(ctx context.Context, dir string) error {
 		for _, e := range ents {
 			if e.IsDir() {
 				sub = true
-				if err := removeGroup(ctx, filepath.Join(dir, e.Name())); err != nil {
+				if err := removeGroup(ctx, filepath.Join(dir, e.Name()), nil); err != nil {
 					return err
 				}
 			}

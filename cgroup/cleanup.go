@@ -66,7 +66,7 @@ func cleanup(h *host, parent string, keep func(string) bool) error {
 func removeIfEmpty(dir string) error {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel() // no waiting: a busy group is not stale
-	err := removeGroup(ctx, dir)
+	err := removeGroup(ctx, dir, nil)
 	if err != nil && errors.Is(err, context.Canceled) {
 		return nil
 	}
