@@ -113,7 +113,10 @@ func TestContextCancelledStart(t *testing.T) {
 
 func TestConcurrentStarts(t *testing.T) {
 	root := rootfs(t)
-	const n = 20
+	n := 20
+	if s := os.Getenv("BERTH_NS_CONCURRENT"); s != "" {
+		n, _ = strconv.Atoi(s)
+	}
 	var wg sync.WaitGroup
 	errs := make(chan error, n)
 	t0 := time.Now()
