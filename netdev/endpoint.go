@@ -178,9 +178,12 @@ func (m *Manager) Attach(ctx context.Context, cfg EndpointConfig) (*Endpoint, er
 		return nil, wrap(err)
 	}
 	defer ns.Close()
-	var st unix.Stat_t
+	var st, hst unix.Stat_t
 	if err := unix.Fstat(int(ns), &st); err != nil {
 		return nil, wrap(fmt.Errorf("stat network namespace: %w", err))
+	}
+	if err := unix.Fstat(int(m.hostNS), &hst); err == nil && hst.Ino == st.Ino && hst.Dev == st.Dev {
+		return nil, wrap(fmt.Errorf("the namespace is the host's own: %w", errdefs.ErrInvalid))
 	}
 	ch, err := netlink.NewHandleAt(ns, unix.NETLINK_ROUTE)
 	if err != nil {

@@ -75,6 +75,9 @@ type Manager struct {
 	// Pools are where subnets of networks created without one come from.
 	// Zero: DefaultPools().
 	Pools []Pool
+	// DefaultSubnet is the subnet of the default network when it is
+	// created (Docker's --bip). Zero: a free one from Pools.
+	DefaultSubnet netip.Prefix
 	// Logger receives debug and warning messages. Zero: silent.
 	Logger *slog.Logger
 

@@ -387,13 +387,15 @@ func TestManyEndpointsUniqueAddresses(t *testing.T) {
 
 func TestDefaultNetwork(t *testing.T) {
 	e := newEnv(t)
+	b := e.m.Pools[0].Base.Addr().As4()
+	e.m.DefaultSubnet = netip.PrefixFrom(netip.AddrFrom4([4]byte{b[0], b[1], 200, 0}), 24)
 	ep := e.attach(EndpointConfig{ContainerID: "d", NetNSPath: newNetNS(t)})
 	n, err := e.m.Network(DefaultNetwork)
 	if err != nil {
 		t.Fatal(err)
 	}
 	e.track(n.Bridge)
-	if ep.Network != DefaultNetwork || !n.Subnet.Contains(ep.IP) || n.Subnet.Bits() != 24 {
+	if ep.Network != DefaultNetwork || !n.Subnet.Contains(ep.IP) || n.Subnet != e.m.DefaultSubnet {
 		t.Fatalf("default network %+v, endpoint %+v", n, ep)
 	}
 	// The next network gets another subnet.
@@ -406,6 +408,10 @@ func TestDefaultNetwork(t *testing.T) {
 	}
 	if _, err := e.m.CreateNetwork(context.Background(), NetworkConfig{Name: "second"}); !errors.Is(err, errdefs.ErrAlreadyExists) {
 		t.Fatalf("duplicate name: %v", err)
+	}
+	// The host's own namespace is refused.
+	if _, err := e.m.Attach(context.Background(), EndpointConfig{ContainerID: "h", Network: "second", NetNSPath: "/proc/self/ns/net"}); !errors.Is(err, errdefs.ErrInvalid) {
+		t.Fatalf("attach to the host namespace: %v", err)
 	}
 	nets, err := e.m.Networks()
 	if err != nil || len(nets) != 2 || nets[0].Name != DefaultNetwork || nets[1].Name != "second" {

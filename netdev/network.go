@@ -467,7 +467,7 @@ func (m *Manager) removeNetworkHostLocked(hs *hostState, bridge string) error {
 func (m *Manager) ensureNetworkLocked(ctx context.Context, name string) (*netState, error) {
 	s, err := m.loadNet(name)
 	if errors.Is(err, errdefs.ErrNotFound) && name == DefaultNetwork {
-		if _, err := m.createNetworkLocked(ctx, NetworkConfig{Name: DefaultNetwork}); err != nil {
+		if _, err := m.createNetworkLocked(ctx, NetworkConfig{Name: DefaultNetwork, Subnet: m.DefaultSubnet}); err != nil {
 			return nil, err
 		}
 		return m.loadNet(name)
