@@ -414,3 +414,45 @@ func TestCommitDiffExport(t *testing.T) {
 		t.Fatalf("run imported export: %q %v", out, err)
 	}
 }
+
+func TestConnectNetworkAndIsolation(t *testing.T) {
+	rt := newRuntime(t)
+	img := toolboxImage(t, rt)
+	ctx := context.Background()
+	a, b := "na"+randHex(3), "nb"+randHex(3)
+	for _, n := range []string{a, b} {
+		if _, err := rt.CreateNetwork(ctx, berth.NetworkConfig{Name: n}); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = rt.RemoveNetwork(context.Background(), n) })
+	}
+	srv, err := rt.Create(ctx, berth.ContainerConfig{Image: img, Name: "srv-" + a, Cmd: []string{"http", "-addr", ":8080"}, NetworkMode: a})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Delete(context.Background(), berth.DeleteOptions{Force: true}) })
+	info, _ := srv.Inspect(ctx)
+	ip := info.NetworkSettings.Networks[a].IPAddress
+	// From network b the server's address is unreachable.
+	out, _, err := run(t, rt, berth.ContainerConfig{Image: img, Cmd: []string{"connect", "-timeout", "1s", ip + ":8080"}, NetworkMode: b})
+	if err == nil {
+		t.Errorf("a container on another network reached %s: %s", ip, out)
+	}
+	if err := rt.RemoveNetwork(ctx, a); !errors.Is(err, berth.ErrInUse) {
+		t.Errorf("remove network in use: %v", err)
+	}
+	// Connected to b as well, the server is reachable from b by name.
+	if err := srv.ConnectNetwork(ctx, b); err != nil {
+		t.Fatal(err)
+	}
+	out, _, err = run(t, rt, berth.ContainerConfig{Image: img, Cmd: []string{"fetch", "http://srv-" + a + ":8080/echo?msg=via-b"}, NetworkMode: b})
+	if err != nil || strings.TrimSpace(out) != "via-b" {
+		t.Errorf("fetch after connect: %q %v", out, err)
+	}
+	if err := srv.DisconnectNetwork(ctx, b); err != nil {
+		t.Fatal(err)
+	}
+}

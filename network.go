@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"path/filepath"
 
 	"github.com/berthrt/berth/netdev"
 )
@@ -61,4 +62,54 @@ func (rt *Runtime) Networks(ctx context.Context) ([]*Network, error) {
 // is attached.
 func (rt *Runtime) RemoveNetwork(ctx context.Context, name string) error {
 	return rt.net.RemoveNetwork(ctx, name)
+}
+
+// ConnectNetwork attaches the running container to one more network (a new
+// interface, eth1, eth2, ...), reachable there by its name and aliases.
+func (c *Container) ConnectNetwork(ctx context.Context, network string, aliases ...string) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.rec.State.Running {
+		return fmt.Errorf("connect %s to %s: %w", c.id[:12], network, ErrNotRunning)
+	}
+	for _, ep := range c.rec.Endpoints {
+		if ep.Network == network {
+			return fmt.Errorf("connect %s to %s: %w", c.id[:12], network, ErrAlreadyExists)
+		}
+	}
+	hostname := c.rec.Config.Hostname
+	if hostname == "" {
+		hostname = c.id[:12]
+	}
+	ep, err := c.rt.net.Attach(ctx, netdev.EndpointConfig{
+		ContainerID: c.id,
+		Network:     network,
+		Pid:         c.rec.State.Pid,
+		Name:        c.rec.Config.Name,
+		Aliases:     append(append([]string{}, c.rec.Config.NetworkAliases...), aliases...),
+		HostsPath:   filepath.Join(c.dir, "hosts"),
+		Hostname:    hostname,
+	})
+	if err != nil {
+		return fmt.Errorf("connect %s to %s: %w", c.id[:12], network, err)
+	}
+	c.rec.Endpoints = append(c.rec.Endpoints, ep)
+	return c.save()
+}
+
+// DisconnectNetwork detaches the running container from a network.
+func (c *Container) DisconnectNetwork(ctx context.Context, network string) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for i, ep := range c.rec.Endpoints {
+		if ep.Network != network {
+			continue
+		}
+		if err := c.rt.net.Detach(ctx, ep); err != nil {
+			return fmt.Errorf("disconnect %s from %s: %w", c.id[:12], network, err)
+		}
+		c.rec.Endpoints = append(c.rec.Endpoints[:i], c.rec.Endpoints[i+1:]...)
+		return c.save()
+	}
+	return fmt.Errorf("disconnect %s from %s: %w", c.id[:12], network, ErrNotFound)
 }

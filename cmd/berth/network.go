@@ -99,7 +99,35 @@ func networkCommand(g *globalFlags) *cobra.Command {
 			return enc.Encode(out)
 		},
 	}
-	net.AddCommand(create, ls, rm, inspect)
+	var aliases []string
+	connect := &cobra.Command{
+		Use:   "connect [--alias NAME] NETWORK CONTAINER",
+		Short: "Attach a running container to a network",
+		Args:  cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			rt, c, err := containerArg(cmd.Context(), g, args[1])
+			if err != nil {
+				return err
+			}
+			defer rt.Close()
+			return c.ConnectNetwork(cmd.Context(), args[0], aliases...)
+		},
+	}
+	connect.Flags().StringArrayVar(&aliases, "alias", nil, "extra name on the network")
+	disconnect := &cobra.Command{
+		Use:   "disconnect NETWORK CONTAINER",
+		Short: "Detach a running container from a network",
+		Args:  cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			rt, c, err := containerArg(cmd.Context(), g, args[1])
+			if err != nil {
+				return err
+			}
+			defer rt.Close()
+			return c.DisconnectNetwork(cmd.Context(), args[0])
+		},
+	}
+	net.AddCommand(create, ls, rm, inspect, connect, disconnect)
 	return net
 }
 
