@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"net/netip"
+	"os"
 	"slices"
 	"strings"
 )
@@ -134,4 +135,33 @@ func ResolvConf(hostResolvConf []byte, dns, search, options []string) []byte {
 		b.WriteString("options " + strings.Join(opts, " ") + "\n")
 	}
 	return b.Bytes()
+}
+
+// HostResolvConfPath returns the resolv.conf a container's should be made
+// from, as Docker chooses it: /etc/resolv.conf, unless it names only
+// systemd-resolved's stub listener (127.0.0.53), in which case the file
+// with resolved's upstream servers, /run/systemd/resolve/resolv.conf, when
+// it exists.
+func HostResolvConfPath() string {
+	const etc, resolved = "/etc/resolv.conf", "/run/systemd/resolve/resolv.conf"
+	b, err := os.ReadFile(etc)
+	if err != nil {
+		return etc
+	}
+	stubOnly := false
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		if len(f) < 2 || f[0] != "nameserver" {
+			continue
+		}
+		if f[1] != "127.0.0.53" {
+			return etc
+		}
+		stubOnly = true
+	}
+	if _, err := os.Stat(resolved); stubOnly && err == nil {
+		return resolved
+	}
+	return etc
 }
