@@ -27,8 +27,8 @@
 //   - The mode (v1, hybrid, v2) is detected once per process with
 //     containerd/cgroups/v3's Mode, and the mount points from
 //     /proc/self/mountinfo. Everything else is direct reads and writes of
-//     cgroup files with x/sys/unix: creating, limiting and removing a group
-//     over 8 v1 hierarchies costs well under a millisecond, where
+//     cgroup files with x/sys/unix, so creating, limiting and removing a
+//     group costs little more than the kernel's own mkdir and rmdir, where
 //     cgroup1.New/cgroup2.NewManager re-read mountinfo and walk every
 //     subsystem on each call. The mapping from Resources to files is a pure
 //     function, tested file by file; Update writes only the files whose
