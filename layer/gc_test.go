@@ -147,6 +147,11 @@ func TestCheckFindsProblems(t *testing.T) {
 	s := newStore(t)
 	l := unpack(t, s, "", mkTar(t, ent{Name: "f", Body: "1"}))
 	must(t, s.Ref(ctx, "image/x", digest.FromString("gone"), l.ChainID))
+	sn := NewCopySnapshotter(s)
+	if _, err := sn.Prepare(ctx, "broken", l.ChainID); err != nil {
+		t.Fatal(err)
+	}
+	must(t, os.RemoveAll(filepath.Join(s.snapDir("broken"), "rootfs")))
 	must(t, os.RemoveAll(s.LayerDir(l.ChainID)))
 	probs, err := s.Check(ctx)
 	if err != nil {
@@ -157,7 +162,7 @@ func TestCheckFindsProblems(t *testing.T) {
 		kinds[p.Kind]++
 		t.Log(p)
 	}
-	if kinds["layer"] != 1 || kinds["ref"] != 1 {
+	if kinds["layer"] != 1 || kinds["ref"] != 1 || kinds["snapshot"] != 1 {
 		t.Fatalf("problems %v", probs)
 	}
 }

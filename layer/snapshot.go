@@ -246,6 +246,15 @@ func (s *Store) checkSnapshots() []Problem {
 		if m.Parent != "" && !s.HasLayer(m.Parent) {
 			probs = append(probs, Problem{Kind: "snapshot", Name: k, Digest: m.Parent, Err: fmt.Errorf("parent layer: %w", errdefs.ErrNotFound)})
 		}
+		dirs := []string{"upper", "work"}
+		if m.Kind == "copy" {
+			dirs = []string{"rootfs"}
+		}
+		for _, d := range dirs {
+			if fi, err := os.Stat(filepath.Join(s.snapDir(k), d)); err != nil || !fi.IsDir() {
+				probs = append(probs, Problem{Kind: "snapshot", Name: k, Err: fmt.Errorf("%s directory: %w", d, errdefs.ErrNotFound)})
+			}
+		}
 	}
 	return probs
 }
