@@ -21,6 +21,16 @@ import (
 // statically linked.
 func BusyboxImage(tb testing.TB) imagebuild.Image {
 	tb.Helper()
+	return imagebuild.Image{
+		Layers: []imagebuild.Layer{{Tar: imagebuild.LayerTar(BusyboxFiles(tb))}},
+		Config: ocispec.ImageConfig{Cmd: []string{"/bin/sh"}, Env: []string{"PATH=/bin"}},
+	}
+}
+
+// BusyboxFiles returns imagebuild.Busybox of the host's static busybox
+// with every applet that `busybox --list` prints (see BusyboxImage).
+func BusyboxFiles(tb testing.TB) []imagebuild.File {
+	tb.Helper()
 	path := testutil.RequiresCommand(tb, "busybox")
 	bin, err := os.ReadFile(path)
 	if err != nil {
@@ -39,8 +49,11 @@ func BusyboxImage(tb testing.TB) imagebuild.Image {
 	if err != nil {
 		tb.Fatalf("busybox --list: %v", err)
 	}
-	return imagebuild.Image{
-		Layers: []imagebuild.Layer{{Tar: imagebuild.LayerTar(imagebuild.Busybox(bin, strings.Fields(string(out))))}},
-		Config: ocispec.ImageConfig{Cmd: []string{"/bin/sh"}, Env: []string{"PATH=/bin"}},
-	}
+	return imagebuild.Busybox(bin, strings.Fields(string(out)))
+}
+
+// BusyboxRootfs populates dir with the files of BusyboxImage (see Extract).
+func BusyboxRootfs(tb testing.TB, dir string) {
+	tb.Helper()
+	Extract(tb, dir, BusyboxFiles(tb))
 }

@@ -13,7 +13,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-	"io"
 	"maps"
 	"os"
 	"os/exec"
@@ -26,7 +25,6 @@ import (
 	"time"
 
 	"github.com/berthrt/berth/internal/imagebuild"
-	"github.com/berthrt/berth/internal/toolbox"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
@@ -160,74 +158,14 @@ func buildBinary() (string, error) {
 	return out, nil
 }
 
-// Rootfs populates dir as a minimal toolbox rootfs: /bin/toolbox and a
-// symlink /bin/<applet> for every applet, /etc/passwd and /etc/group (see
-// toolbox.Passwd and toolbox.Group), /root, /home/tester (owned by 1000:1000
-// when running as root), /tmp (1777) and empty /proc, /sys and /dev.
+// Rootfs populates dir as a minimal toolbox rootfs: the files of
+// imagebuild.Toolbox (/bin/toolbox and a symlink /bin/<applet> for every
+// applet, /etc/passwd and /etc/group as toolbox.Passwd and toolbox.Group,
+// /root, /home/tester owned by 1000:1000 when running as root, /tmp with
+// mode 1777 and empty /proc, /sys and /dev), written by Extract.
 func Rootfs(tb testing.TB, dir string) {
 	tb.Helper()
-	bin := Binary(tb)
-	if err := populate(dir, bin); err != nil {
-		tb.Fatalf("toolbox rootfs in %s: %v", dir, err)
-	}
-}
-
-func populate(dir, bin string) error {
-	for _, d := range []struct {
-		name string
-		mode os.FileMode
-	}{
-		{"bin", 0o755}, {"etc", 0o755}, {"root", 0o700}, {"home", 0o755},
-		{"home/tester", 0o755}, {"tmp", 0o777 | os.ModeSticky},
-		{"proc", 0o555}, {"sys", 0o555}, {"dev", 0o755},
-	} {
-		p := filepath.Join(dir, d.name)
-		if err := os.MkdirAll(p, 0o755); err != nil {
-			return err
-		}
-		if err := os.Chmod(p, d.mode); err != nil {
-			return err
-		}
-	}
-	if os.Geteuid() == 0 {
-		if err := os.Lchown(filepath.Join(dir, "home/tester"), 1000, 1000); err != nil {
-			return err
-		}
-	}
-	if err := copyFile(bin, filepath.Join(dir, "bin", "toolbox"), 0o755); err != nil {
-		return err
-	}
-	for _, a := range toolbox.Applets() {
-		link := filepath.Join(dir, "bin", a)
-		os.Remove(link)
-		if err := os.Symlink("toolbox", link); err != nil {
-			return err
-		}
-	}
-	if err := os.WriteFile(filepath.Join(dir, "etc", "passwd"), []byte(toolbox.Passwd), 0o644); err != nil {
-		return err
-	}
-	return os.WriteFile(filepath.Join(dir, "etc", "group"), []byte(toolbox.Group), 0o644)
-}
-
-func copyFile(src, dst string, mode os.FileMode) error {
-	in, err := os.Open(src)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, mode)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		out.Close()
-		return err
-	}
-	if err := out.Close(); err != nil {
-		return err
-	}
-	return os.Chmod(dst, mode)
+	Extract(tb, dir, imagebuild.Toolbox(Bytes(tb)))
 }
 
 // Image returns a toolbox image: one gzip layer made by
