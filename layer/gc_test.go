@@ -64,12 +64,13 @@ func TestGC(t *testing.T) {
 	w.Close()
 	// Leftovers of a crash.
 	os.MkdirAll(s.path("tmp", "unpack-crashed", "diff"), 0o755)
+	os.WriteFile(s.path("refs", ".abc.json.tmp-1"), []byte("{"), 0o600)
 
 	rm, err := s.GC(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(rm.Blobs) != 0 || len(rm.Layers) != 0 || rm.Ingests != 1 || rm.Temp != 1 {
+	if len(rm.Blobs) != 0 || len(rm.Layers) != 0 || rm.Ingests != 1 || rm.Temp != 2 {
 		t.Fatalf("first gc removed %+v", rm)
 	}
 

@@ -235,6 +235,17 @@ func (s *Store) GC(ctx context.Context) (Removed, error) {
 		il.unlockRemove()
 	}
 
+	// Temporary files of reference records whose writer crashed.
+	if rl, err := lockFile(ctx, s.path("locks", "refs.lock"), true); err == nil {
+		ents, _ = os.ReadDir(s.path("refs"))
+		for _, e := range ents {
+			if strings.HasPrefix(e.Name(), ".") {
+				os.Remove(s.path("refs", e.Name()))
+				rm.Temp++
+			}
+		}
+		rl.unlock()
+	}
 	// Short links whose layer is gone.
 	ents, _ = os.ReadDir(s.path("l"))
 	for _, e := range ents {
