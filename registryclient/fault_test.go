@@ -338,6 +338,32 @@ func TestFaults(t *testing.T) {
 		}
 	})
 
+	t.Run("PushMountsFromOrigin", func(t *testing.T) {
+		p := faultproxy.Start(t, f.reg.URL)
+		c := &rc.Client{Retry: fastRetry}
+		from := f.proxyRef(t, p)
+		to := mustRef(t, p.Host+"/mounted/copy:1")
+		if err := c.Push(ctxT(t, time.Minute), to, f.root, originSource{f.src, from}); err != nil {
+			t.Fatal(err)
+		}
+		// Nothing but the manifest went up the wire.
+		if up := p.BytesReceived(); up > 10<<10 {
+			t.Errorf("%d bytes uploaded: blobs were uploaded, not mounted", up)
+		}
+		// Without origins, the same push uploads everything.
+		to2 := mustRef(t, p.Host+"/uploaded/copy:1")
+		if err := c.Push(ctxT(t, time.Minute), to2, f.root, f.src); err != nil {
+			t.Fatal(err)
+		}
+		if up := p.BytesReceived(); up < bigSize {
+			t.Errorf("%d bytes uploaded without origins, want > %d", up, bigSize)
+		}
+		b, err := readBlob(t, c, to, f.big, 0)
+		if err != nil || int64(len(b)) != f.big.Size {
+			t.Fatalf("mounted blob: %v", err)
+		}
+	})
+
 	t.Run("RetryAfterPastDeadline", func(t *testing.T) {
 		p := faultproxy.Start(t, f.reg.URL, faultproxy.Rule{Path: "/manifests/", Status: 429, RetryAfter: "30"})
 		c := &rc.Client{Retry: fastRetry}
@@ -369,3 +395,11 @@ func TestFaults(t *testing.T) {
 		}
 	})
 }
+
+// originSource says every blob can be found in one repository.
+type originSource struct {
+	memSource
+	from rc.Reference
+}
+
+func (o originSource) Origins(ocispec.Descriptor) []rc.Reference { return []rc.Reference{o.from} }

@@ -24,6 +24,13 @@ type Source interface {
 	Fetch(ctx context.Context, desc ocispec.Descriptor) (io.ReadCloser, error)
 }
 
+// BlobOrigins may be implemented by a Source that knows where its blobs
+// came from. Push asks the registry to mount a blob from an origin in the
+// same registry (a cross-repository mount, no upload) before uploading it.
+type BlobOrigins interface {
+	Origins(desc ocispec.Descriptor) []Reference
+}
+
 // UploadChunkSize is the chunk size used when Client.ChunkedUploads is on.
 const UploadChunkSize = 16 << 20
 
@@ -278,9 +285,10 @@ func markUnavailable(err error) error {
 }
 
 // Push copies the image (manifest) or index root from src to ref: blobs
-// first (in parallel, skipping those the repository has), child manifests
-// by digest, and root last, under ref's tag (or its digest when ref has no
-// tag). Blobs with URLs (foreign layers) are not uploaded.
+// first (in parallel, skipping those the repository has, mounting those a
+// BlobOrigins source places in another repository of the registry), child
+// manifests by digest, and root last, under ref's tag (or its digest when
+// ref has no tag). Blobs with URLs (foreign layers) are not uploaded.
 func (c *Client) Push(ctx context.Context, ref Reference, root ocispec.Descriptor, src Source) error {
 	if err := c.pushTree(ctx, ref, root, src, true, 0); err != nil {
 		return fmt.Errorf("push %s: %w", ref, err)
@@ -354,7 +362,16 @@ func (c *Client) pushBlobs(ctx context.Context, ref Reference, blobs []ocispec.D
 		go func(b ocispec.Descriptor) {
 			defer func() { <-sem; wg.Done() }()
 			open := func() (io.ReadCloser, error) { return src.Fetch(ctx, b) }
-			if err := c.pushBlob(ctx, ref, b, open, ""); err != nil {
+			from := ""
+			if o, ok := src.(BlobOrigins); ok {
+				for _, origin := range o.Origins(b) {
+					if origin.Registry == ref.Registry && origin.Repository != ref.Repository {
+						from = origin.Repository
+						break
+					}
+				}
+			}
+			if err := c.pushBlob(ctx, ref, b, open, from); err != nil {
 				mu.Lock()
 				if first == nil {
 					first = fmt.Errorf("blob %s: %w", b.Digest, err)

@@ -76,9 +76,21 @@ type Proxy struct {
 	mu    sync.Mutex
 	rules []*ruleState
 
-	requests  atomic.Int64
-	bytesSent atomic.Int64
-	faults    atomic.Int64
+	requests      atomic.Int64
+	bytesSent     atomic.Int64
+	bytesReceived atomic.Int64
+	faults        atomic.Int64
+}
+
+type countingBody struct {
+	io.ReadCloser
+	n *atomic.Int64
+}
+
+func (c countingBody) Read(p []byte) (int, error) {
+	n, err := c.ReadCloser.Read(p)
+	c.n.Add(int64(n))
+	return n, err
 }
 
 type ruleState struct {
@@ -131,6 +143,10 @@ func (p *Proxy) Requests() int64 { return p.requests.Load() }
 // BytesSent is the number of response body bytes sent to clients.
 func (p *Proxy) BytesSent() int64 { return p.bytesSent.Load() }
 
+// BytesReceived is the number of request body bytes received from clients
+// (uploads).
+func (p *Proxy) BytesReceived() int64 { return p.bytesReceived.Load() }
+
 // Faults is the number of requests a rule applied to.
 func (p *Proxy) Faults() int64 { return p.faults.Load() }
 
@@ -138,6 +154,7 @@ func (p *Proxy) Faults() int64 { return p.faults.Load() }
 func (p *Proxy) ResetCounters() {
 	p.requests.Store(0)
 	p.bytesSent.Store(0)
+	p.bytesReceived.Store(0)
 	p.faults.Store(0)
 }
 
@@ -203,6 +220,8 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if r.ContentLength == 0 {
 		out.Body = nil
+	} else {
+		out.Body = countingBody{r.Body, &p.bytesReceived}
 	}
 	resp, err := p.transport.RoundTrip(out)
 	if err != nil {

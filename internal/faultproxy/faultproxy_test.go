@@ -84,6 +84,17 @@ func TestRules(t *testing.T) {
 		t.Fatalf("stall: %d bytes after %v, %v", len(b), time.Since(start), err)
 	}
 
+	p.SetRules()
+	p.ResetCounters()
+	if resp, err := http.Post(p.URL+"/blob", "application/octet-stream", bytes.NewReader(body[:5000])); err != nil {
+		t.Fatal(err)
+	} else {
+		resp.Body.Close()
+	}
+	if n := p.BytesReceived(); n != 5000 {
+		t.Errorf("BytesReceived = %d, want 5000", n)
+	}
+
 	p.SetRules(Rule{Path: "/other", Status: 500})
 	if resp, _, err := get(t, p.URL+"/blob"); err != nil || resp.StatusCode != 200 {
 		t.Fatalf("path filter: %v", err)
