@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"strconv"
 	"syscall"
 	"time"
 
@@ -93,6 +94,9 @@ func (s *initState) fail(step string, err error) {
 func runInit() {
 	// Nobody in the container may ptrace us or open /proc/1/exe, fd, mem.
 	_ = unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0)
+	// Descriptors the owner leaked to us (anything past the control socket
+	// not opened close-on-exec) must not reach the container's processes.
+	markCloseOnExec(4)
 	unix.Umask(0)
 
 	sigs := make(chan os.Signal, 32)
@@ -690,6 +694,22 @@ func killDescendants() {
 		}
 		if !found {
 			return
+		}
+	}
+}
+
+// markCloseOnExec sets FD_CLOEXEC on every descriptor from min up.
+func markCloseOnExec(min int) {
+	if err := unix.CloseRange(uint(min), ^uint(0), unix.CLOSE_RANGE_CLOEXEC); err == nil {
+		return
+	}
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		return
+	}
+	for _, e := range ents {
+		if fd, err := strconv.Atoi(e.Name()); err == nil && fd >= min {
+			unix.CloseOnExec(fd)
 		}
 	}
 }

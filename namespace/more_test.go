@@ -427,3 +427,27 @@ func TestSupervisorKilled(t *testing.T) {
 	}
 	assertGone(t, main)
 }
+
+// No descriptor of the init (control sockets, status file, host
+// directories) reaches a container process (the CVE-2024-21626 class).
+func TestNoLeakedFDs(t *testing.T) {
+	cfg := newConfig(t, ProcessConfig{Args: []string{"ls", "/proc/self/fd"}})
+	cfg.ControlDir = filepath.Join(t.TempDir(), "ctl")
+	r := run(t, cfg, strings.NewReader(""))
+	// ls opens the directory as fd 3.
+	if got := strings.Fields(r.stdout); strings.Join(got, " ") != "0 1 2 3" {
+		t.Errorf("main process fds: %q", got)
+	}
+	c := startT(t, newConfig(t, ProcessConfig{Args: []string{"sleep", "100"}}), Stdio{})
+	var eout bytes.Buffer
+	p, err := c.Exec(context.Background(), ProcessConfig{Args: []string{"ls", "/proc/self/fd"}}, Stdio{Stdout: &eout})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.Wait(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Fields(eout.String()); strings.Join(got, " ") != "0 1 2 3" {
+		t.Errorf("exec'd process fds: %q", got)
+	}
+}
