@@ -32,6 +32,9 @@ func TestMain(m *testing.M) {
 	case "crash":
 		childCrash()
 		return
+	case "stress":
+		childStress()
+		return
 	}
 	os.Exit(m.Run())
 }
