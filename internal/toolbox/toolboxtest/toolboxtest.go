@@ -148,14 +148,50 @@ func buildBinary() (string, error) {
 	cmd := exec.CommandContext(ctx, goTool(), "build", "-trimpath", "-buildvcs=false",
 		"-ldflags=-s -w", "-o", tmp, "./internal/toolbox/cmd/toolbox")
 	cmd.Dir = root
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+runtime.GOARCH)
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+runtime.GOARCH, "GOFLAGS="+staticGoflags())
 	if b, err := cmd.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("go build toolbox: %v\n%s", err, b)
 	}
 	if err := os.Rename(tmp, out); err != nil {
 		return "", err
 	}
+	pruneCache(cache, key)
 	return out, nil
+}
+
+// staticGoflags returns $GOFLAGS without the flags that need cgo.
+func staticGoflags() string {
+	var keep []string
+	for _, f := range strings.Fields(os.Getenv("GOFLAGS")) {
+		switch f {
+		case "-race", "-msan", "-asan":
+		default:
+			keep = append(keep, f)
+		}
+	}
+	return strings.Join(keep, " ")
+}
+
+// pruneCache removes builds of other sources made more than a day ago, so
+// a developer's temporary directory does not fill up with one binary per
+// edit (a test process still using one keeps its open copy).
+func pruneCache(cache, keep string) {
+	ents, err := os.ReadDir(cache)
+	if err != nil {
+		return
+	}
+	for _, e := range ents {
+		key := strings.TrimSuffix(e.Name(), ".lock")
+		if key == keep || !e.IsDir() {
+			continue
+		}
+		info, err := e.Info()
+		if err != nil || time.Since(info.ModTime()) < 24*time.Hour {
+			continue
+		}
+		os.RemoveAll(filepath.Join(cache, key))
+		os.Remove(filepath.Join(cache, key+".lock"))
+	}
 }
 
 // Rootfs populates dir as a minimal toolbox rootfs: the files of
