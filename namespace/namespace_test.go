@@ -460,9 +460,14 @@ func TestCapabilities(t *testing.T) {
 	if capLine(r.stdout, "CapEff") != "0000000000001020" || capLine(r.stdout, "NoNewPrivs") != "1" {
 		t.Errorf("custom caps:\n%s", r.stdout)
 	}
-	cfg := newConfig(t, sh("grep CapEff /proc/self/status; cat /proc/keys >/dev/null && echo keys-readable"))
+	cfg := newConfig(t, sh("grep CapEff /proc/self/status; ls /dev | wc -l; touch /sys/fs/cgroup/x 2>&1 | grep -q 'Read-only' && echo cgroup-ro"))
 	cfg.Privileged = true
 	r = run(t, cfg, nil)
+	hostDev, _ := os.ReadDir("/dev")
+	lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
+	if n, _ := strconv.Atoi(lines[len(lines)-1]); len(lines) != 2 || n < len(hostDev)/2 {
+		t.Errorf("privileged: want all host devices (host /dev has %d entries), /sys/fs/cgroup writable:\n%s", len(hostDev), r.stdout)
+	}
 	hostStatus, _ := os.ReadFile("/proc/self/status")
 	if capLine(r.stdout, "CapEff") != capLine(string(hostStatus), "CapEff") {
 		t.Errorf("privileged:\n%s", r.stdout)

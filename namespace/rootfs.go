@@ -233,6 +233,11 @@ func (s *initState) setupDev(root string) error {
 			return mountErr("mknod /dev/"+d.name, os.NewSyscallError("mknod", err))
 		}
 	}
+	if s.cfg.Privileged && !s.userns {
+		if err := copyHostDevices("/dev", dev); err != nil {
+			return mountErr("privileged devices", err)
+		}
+	}
 	if err := os.Mkdir(dev+"/pts", 0o755); err != nil {
 		return mountErr("mkdir /dev/pts", err)
 	}
@@ -527,4 +532,45 @@ func mountInRoot(root string, m mount.Mount) error {
 	}
 	m.Target = t
 	return m.Mount("")
+}
+
+// copyHostDevices recreates the host's device nodes under dst (a privileged
+// container gets all of them, as with Docker), one directory level deep;
+// what the container has its own of (pts, shm, mqueue, console, ptmx, the
+// standard devices) is skipped.
+func copyHostDevices(src, dst string) error {
+	ents, err := os.ReadDir(src)
+	if err != nil {
+		return err
+	}
+	for _, e := range ents {
+		name := e.Name()
+		switch name {
+		case "pts", "shm", "mqueue", "console", "ptmx", "fd", "stdin", "stdout", "stderr", "core":
+			continue
+		}
+		sp, dp := src+"/"+name, dst+"/"+name
+		var st unix.Stat_t
+		if err := unix.Lstat(sp, &st); err != nil {
+			continue
+		}
+		switch st.Mode & unix.S_IFMT {
+		case unix.S_IFDIR:
+			if src != "/dev" {
+				continue
+			}
+			if err := os.Mkdir(dp, 0o755); err != nil && !os.IsExist(err) {
+				return err
+			}
+			if err := copyHostDevices(sp, dp); err != nil {
+				return err
+			}
+		case unix.S_IFCHR, unix.S_IFBLK:
+			if err := unix.Mknod(dp, st.Mode, int(st.Rdev)); err != nil && err != unix.EEXIST {
+				return os.NewSyscallError("mknod "+dp, err)
+			}
+			_ = unix.Chown(dp, int(st.Uid), int(st.Gid))
+		}
+	}
+	return nil
 }
