@@ -50,7 +50,7 @@ func TestChrootedAsUser(t *testing.T) {
 	}
 
 	// An unprivileged user is refused what root may do.
-	for _, op := range []string{"mount", "chroot", "sethostname", "mknod", "setuid-root", "unshare-mnt"} {
+	for _, op := range []string{"mount", "chroot", "sethostname", "mknod", "mknod-open", "setuid-root", "unshare-mnt"} {
 		out, code := chrootRun(t, root, tester, "try", op)
 		if out != "EPERM\n" || code != 1 {
 			t.Errorf("try %s as tester: %q exit %d, want EPERM", op, out, code)

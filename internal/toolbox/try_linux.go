@@ -77,6 +77,24 @@ func attempts() map[string]attempt {
 			}
 			return os.Remove(path)
 		}},
+		// mknod a device (default b 7 0, /dev/loop0's numbers) under /tmp
+		// and open it read-write, removing it after: with CAP_MKNOD (in
+		// Docker's default set) the node is made, and the device cgroup
+		// must refuse the open with EPERM.
+		"mknod-open": {"[c|b MAJOR MINOR]", func(args []string) error {
+			kind := uint32(unix.S_IFBLK)
+			if arg(args, 0, "b") == "c" {
+				kind = unix.S_IFCHR
+			}
+			maj, _ := strconv.Atoi(arg(args, 1, "7"))
+			mnr, _ := strconv.Atoi(arg(args, 2, "0"))
+			path := fmt.Sprintf("/tmp/.try-mknod-open-%d", os.Getpid())
+			if err := unix.Mknod(path, kind|0o600, int(unix.Mkdev(uint32(maj), uint32(mnr)))); err != nil {
+				return err
+			}
+			defer os.Remove(path)
+			return tryOpen([]string{path}, unix.O_RDWR)
+		}},
 		"open-rw": {"PATH", func(args []string) error {
 			return tryOpen(args, unix.O_RDWR)
 		}},
