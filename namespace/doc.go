@@ -89,7 +89,9 @@
 // would ignore it as PID 1. Capabilities, no_new_privs, rlimits and seccomp
 // are per container: an Exec'd process gets the container's (its User,
 // Env, Cwd and Terminal are its own). Privileged containers get all
-// capabilities but only the standard devices. With "-u name:group" the
+// capabilities and the host's device nodes (copied one directory level
+// deep; the device cgroup, which berth's cgroup package sets, decides what
+// they may use). With "-u name:group" the
 // supplementary groups are not taken from /etc/group (moby/sys/user, as
 // runc). A pseudo-terminal's end of input is sent as a VEOF character (^D),
 // which a program reading in raw mode sees as a byte.
