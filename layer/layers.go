@@ -104,30 +104,29 @@ func (d decReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// Decompress returns the uncompressed stream of a layer blob of the given
-// media type ("" detects gzip, zstd or plain tar from the first bytes).
-// Unknown media types are errors wrapping errdefs.ErrUnsupported; corrupt
-// data gives read errors wrapping errdefs.ErrInvalid.
+// Decompress returns the uncompressed stream of a layer blob. mediaType
+// must be a layer media type Unpack knows (or ""), else the error wraps
+// errdefs.ErrUnsupported; the compression actually used (gzip, zstd or
+// none) is then detected from the first bytes, as Docker does, so a
+// mislabelled blob still unpacks (its DiffID is checked all the same).
+// Corrupt data gives read errors wrapping errdefs.ErrInvalid.
 func Decompress(r io.Reader, mediaType string) (io.ReadCloser, error) {
 	c, err := compressionOf(mediaType)
 	if err != nil {
 		return nil, err
 	}
 	src := &srcReader{r: r}
-	var in io.Reader = src
-	if c == compDetect {
-		br := bufio.NewReaderSize(src, 64<<10)
-		magic, _ := br.Peek(4)
-		switch {
-		case len(magic) >= 2 && magic[0] == 0x1f && magic[1] == 0x8b:
-			c = compGzip
-		case len(magic) == 4 && magic[0] == 0x28 && magic[1] == 0xb5 && magic[2] == 0x2f && magic[3] == 0xfd:
-			c = compZstd
-		default:
-			c = compNone
-		}
-		in = br
+	br := bufio.NewReaderSize(src, 64<<10)
+	magic, _ := br.Peek(4)
+	switch {
+	case len(magic) >= 2 && magic[0] == 0x1f && magic[1] == 0x8b:
+		c = compGzip
+	case len(magic) == 4 && magic[0] == 0x28 && magic[1] == 0xb5 && magic[2] == 0x2f && magic[3] == 0xfd:
+		c = compZstd
+	default:
+		c = compNone
 	}
+	in := io.Reader(br)
 	switch c {
 	case compGzip:
 		zr, err := pgzip.NewReaderN(in, 1<<20, 4)

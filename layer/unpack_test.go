@@ -470,3 +470,20 @@ func TestCrashMidUnpack(t *testing.T) {
 		t.Fatalf("check: %v %v", probs, err)
 	}
 }
+
+// A blob whose media type says gzip but which is a plain tar (or the
+// other way round) unpacks, as with Docker.
+func TestUnpackMislabelled(t *testing.T) {
+	testutil.RequiresRoot(t)
+	s := newStore(t)
+	tb := sampleTar(t)
+	for _, c := range []struct {
+		mt   string
+		data []byte
+	}{{MediaTypeLayerGzip, tb}, {MediaTypeLayer, gz(t, tb)}, {MediaTypeDockerLayer, zst(t, tb)}} {
+		l, err := s.Unpack(context.Background(), bytes.NewReader(c.data), c.mt, "", "")
+		if err != nil || l.DiffID != digest.FromBytes(tb) {
+			t.Errorf("%s: %v %v", c.mt, l, err)
+		}
+	}
+}
