@@ -26,11 +26,20 @@
 //   - A layer is unpacked once even when several processes want it at the
 //     same time: Unpack locks the layer's ChainID (when the caller knows the
 //     DiffID, as it does from the image config) and re-checks after the lock.
+//     It reads a stream once, so it can unpack while downloading, and it does
+//     not need the parent unpacked first, so an image's layers can be
+//     downloaded and unpacked in parallel.
+//   - Lock files are our own flock wrapper (not internal/fsutil's): after
+//     taking a lock it checks the file is still the one at the path, so
+//     per-item lock files can be deleted by their holder and do not pile up.
 //   - Unpacked layers are in overlay form, ready as lower directories:
 //     whiteouts are 0/0 character devices and opaque directories carry
 //     trusted.overlay.opaque=y. The copy snapshotter reads the same form.
-//   - Extraction trusts nothing in the tar: see Apply. Limits
-//     (ApplyOptions) make bombs fail cleanly with errdefs.ErrInvalid.
+//   - Extraction trusts nothing in the tar: see Apply. Paths are resolved
+//     with openat2 RESOLVE_IN_ROOT (a careful component walk where openat2 is
+//     missing). Limits (ApplyOptions) make bombs fail cleanly with
+//     errdefs.ErrInvalid. Diff reads a snapshot the same way, so a running
+//     container cannot point it at host files.
 //   - GC is mark and sweep from explicit references (Ref/Unref), not from
 //     parsing manifests: callers reference manifests, configs, layer blobs
 //     and ChainIDs of what they keep. Leases keep GC away from work in
@@ -44,7 +53,7 @@
 // Decompress build on any Unix; Apply, Unpack and the snapshotters need
 // Linux. On Windows the package is empty.
 //
-// The layer half of the store needs root (or CAP_SYS_ADMIN, CAP_CHOWN, CAP_MKNOD)
-// for overlay mounts, ownership and device nodes; rootless use (user
-// namespaces, fuse-overlayfs) is not supported yet.
+// The layer half of the store needs root (or CAP_SYS_ADMIN, CAP_CHOWN,
+// CAP_MKNOD) for overlay mounts, ownership and device nodes; rootless use
+// (user namespaces, fuse-overlayfs) is not supported yet.
 package layer
