@@ -104,7 +104,7 @@ func (m *Manager) Cleanup(ctx context.Context) error {
 // networkLives reports whether the root that created a network still has it.
 func networkLives(hn *hostNet) bool {
 	m := &Manager{Root: hn.Root}
-	b, err := readState(m.netPath(hn.Name))
+	b, err := m.readNetState(hn.Name)
 	if err != nil {
 		return !errors.Is(err, os.ErrNotExist)
 	}

@@ -331,8 +331,33 @@ func validName(name string) bool {
 // netPath is the base of a network's state slots (see writeState).
 func (m *Manager) netPath(name string) string { return filepath.Join(m.netDir(), name+".net") }
 
-func (m *Manager) loadNet(name string) (*netState, error) {
+// legacyNetPath is where the first version of netdev kept a network's
+// state (a JSON file replaced by rename); it is read when no slot exists
+// and removed at the next write.
+func (m *Manager) legacyNetPath(name string) string { return filepath.Join(m.netDir(), name+".json") }
+
+// readNetState returns a network's stored state.
+func (m *Manager) readNetState(name string) ([]byte, error) {
 	b, err := readState(m.netPath(name))
+	if errors.Is(err, os.ErrNotExist) {
+		if lb, lerr := os.ReadFile(m.legacyNetPath(name)); lerr == nil {
+			return lb, nil
+		}
+	}
+	return b, err
+}
+
+// removeNetState deletes a network's stored state.
+func (m *Manager) removeNetState(name string) error {
+	err := removeState(m.netPath(name))
+	if lerr := os.Remove(m.legacyNetPath(name)); lerr != nil && !errors.Is(lerr, os.ErrNotExist) {
+		err = errors.Join(err, lerr)
+	}
+	return err
+}
+
+func (m *Manager) loadNet(name string) (*netState, error) {
+	b, err := m.readNetState(name)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("netdev: network %s: %w", name, errdefs.ErrNotFound)
 	}
@@ -359,6 +384,7 @@ func (m *Manager) saveNetDurable(s *netState, durable bool) error {
 	if err := writeState(m.netPath(s.Network.Name), b, durable); err != nil {
 		return fmt.Errorf("netdev: save network %s: %w", s.Network.Name, err)
 	}
+	os.Remove(m.legacyNetPath(s.Network.Name))
 	return nil
 }
 
@@ -371,7 +397,7 @@ func (m *Manager) listNets() ([]string, error) {
 	var names []string
 	for _, e := range ents {
 		n := e.Name()
-		for _, suf := range []string{".net.a", ".net.b"} {
+		for _, suf := range []string{".net.a", ".net.b", ".json"} {
 			if name, ok := strings.CutSuffix(n, suf); ok && !strings.HasPrefix(n, ".") && !slices.Contains(names, name) {
 				names = append(names, name)
 			}
@@ -414,6 +440,12 @@ func (m *Manager) hostPath() string { return filepath.Join(m.RunDir, "host") }
 func (m *Manager) loadHost() (*hostState, error) {
 	s := &hostState{}
 	b, err := readState(m.hostPath())
+	if errors.Is(err, os.ErrNotExist) {
+		// The first version's file.
+		if lb, lerr := os.ReadFile(filepath.Join(m.RunDir, "state.json")); lerr == nil {
+			b, err = lb, nil
+		}
+	}
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("netdev: host state: %w", err)
 	}
@@ -440,6 +472,7 @@ func (m *Manager) saveHost(s *hostState) error {
 	if err := writeState(m.hostPath(), b, false); err != nil {
 		return fmt.Errorf("netdev: save host state: %w", err)
 	}
+	os.Remove(filepath.Join(m.RunDir, "state.json"))
 	return nil
 }
 

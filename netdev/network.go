@@ -72,7 +72,7 @@ func (m *Manager) CreateNetwork(ctx context.Context, cfg NetworkConfig) (*Networ
 }
 
 func (m *Manager) createNetworkLocked(ctx context.Context, cfg NetworkConfig) (*Network, error) {
-	if _, err := readState(m.netPath(cfg.Name)); err == nil {
+	if _, err := m.readNetState(cfg.Name); err == nil {
 		return nil, fmt.Errorf("netdev: create network %s: %w", cfg.Name, errdefs.ErrAlreadyExists)
 	}
 	_ = removeState(m.netPath(cfg.Name)) // invalid leftovers
@@ -441,7 +441,7 @@ func (m *Manager) RemoveNetwork(ctx context.Context, name string) error {
 	if err := m.saveHost(hs); err != nil {
 		return err
 	}
-	if err := removeState(m.netPath(name)); err != nil {
+	if err := m.removeNetState(name); err != nil {
 		return fmt.Errorf("netdev: remove network %s: %w", name, err)
 	}
 	return nil
