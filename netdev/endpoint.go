@@ -318,7 +318,20 @@ func (m *Manager) reserve(ctx context.Context, cfg *EndpointConfig, own owner, n
 		return nil, nil, false, fmt.Errorf("container already on the network: %w", errdefs.ErrAlreadyExists)
 	}
 	if _, known := m.bridges.Load(s.Network.Bridge); !known {
-		if _, err := m.host.LinkByName(s.Network.Bridge); isNotFound(err) {
+		// First use in this process: check that the bridge exists and that
+		// the host state knows it (its rules go with that record), and
+		// restore what is missing.
+		_, err := m.host.LinkByName(s.Network.Bridge)
+		missing := isNotFound(err)
+		if !missing {
+			hs, err := m.loadHost()
+			if err != nil {
+				return nil, nil, false, err
+			}
+			h := hs.Networks[s.Network.Bridge]
+			missing = h == nil || h.ID != s.Network.ID
+		}
+		if missing {
 			if err := m.restoreNetwork(ctx, &s.Network); err != nil {
 				return nil, nil, false, err
 			}

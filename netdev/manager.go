@@ -440,12 +440,6 @@ func (m *Manager) hostPath() string { return filepath.Join(m.RunDir, "host") }
 func (m *Manager) loadHost() (*hostState, error) {
 	s := &hostState{}
 	b, err := readState(m.hostPath())
-	if errors.Is(err, os.ErrNotExist) {
-		// The first version's file.
-		if lb, lerr := os.ReadFile(filepath.Join(m.RunDir, "state.json")); lerr == nil {
-			b, err = lb, nil
-		}
-	}
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("netdev: host state: %w", err)
 	}
@@ -460,6 +454,18 @@ func (m *Manager) loadHost() (*hostState, error) {
 	}
 	if s.Networks == nil {
 		s.Networks = map[string]*hostNet{}
+	}
+	// The first version's file, merged in until the next save removes it.
+	if lb, err := os.ReadFile(filepath.Join(m.RunDir, "state.json")); err == nil {
+		var old hostState
+		if json.Unmarshal(lb, &old) == nil && old.Boot == m.boot {
+			for br, n := range old.Networks {
+				if _, ok := s.Networks[br]; !ok {
+					s.Networks[br] = n
+				}
+			}
+			s.Ports = append(s.Ports, old.Ports...)
+		}
 	}
 	return s, nil
 }
