@@ -28,7 +28,8 @@ var DefaultNamespaces = []Namespace{
 }
 
 // DefaultCapabilities is Docker's default capability set (14 capabilities,
-// CapEff/CapBnd 00000000a80425fb for root in the container).
+// CapEff/CapBnd 00000000a80425fb for root in the container). The Default
+// variables are read-only: copy them to change them.
 var DefaultCapabilities = []string{
 	"CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD",
 	"CAP_NET_RAW", "CAP_SETGID", "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP",
@@ -50,7 +51,8 @@ var DefaultReadonlyPaths = []string{
 }
 
 // DefaultPath is the PATH used to find the command when the process
-// environment has none (Docker's default PATH).
+// environment has none (Docker's default PATH). It is not added to the
+// environment: that is the caller's choice.
 const DefaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 // Config describes a container for Start. It is plain data, serialised as

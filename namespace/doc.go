@@ -27,11 +27,12 @@
 // tmpfs mounts and the /etc/hosts, /etc/hostname, /etc/resolv.conf files,
 // then pivot_root and detaches the old root. Mount targets are resolved
 // inside the rootfs, so an image's symlinks cannot redirect them to the
-// host. While it does this the owner runs StartOptions.Prestart (cgroups,
-// network); then the init sets the hostname and rlimits, drops the
-// capability bounding set, sets no_new_privs if asked, installs the seccomp
-// filter and cuts its own capabilities to the container's, and forks the
-// user's process with its uid, gids, environment and working directory.
+// host. It sets the hostname and rlimits, drops the capability bounding set
+// and sets no_new_privs if asked. Meanwhile the owner runs
+// StartOptions.Prestart (cgroups, network); when that is done the init
+// creates its cgroup namespace and mounts /sys/fs/cgroup, installs the
+// seccomp filter, cuts its own capabilities to the container's, and forks
+// the user's process with its uid, gids, environment and working directory.
 //
 // The init stays as the container's PID 1, a supervisor: it reaps every
 // zombie (and is the only one to call wait4), forwards signals, reports the
