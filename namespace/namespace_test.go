@@ -503,8 +503,8 @@ func TestExec(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if p.Pid() == 0 || !alive(p.Pid()) && false {
-		t.Errorf("exec pid %d", p.Pid())
+	if p.Pid() == 0 {
+		t.Error("exec'd process has no host pid")
 	}
 	st, err := p.Wait(ctx)
 	if err != nil || st.Code != 0 || out.String() != "yes 0 / berthtest\nin\n" {
