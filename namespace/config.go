@@ -61,8 +61,9 @@ const DefaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bi
 type Config struct {
 	// ID identifies the container in errors. Optional.
 	ID string `json:"id,omitempty"`
-	// Hostname is set in the new UTS namespace; "" leaves the hostname the
-	// UTS namespace starts with (the host's). Berth passes the short id.
+	// Hostname is set in the new UTS namespace. "" means the first 12
+	// characters of ID, as Docker, or, without an ID, the hostname the UTS
+	// namespace starts with (the host's).
 	Hostname string `json:"hostname,omitempty"`
 
 	// RootDir is a host directory that becomes the container's "/". When
@@ -197,6 +198,16 @@ func (c *Config) capabilities() []string {
 		return DefaultCapabilities
 	}
 	return c.Process.Capabilities
+}
+
+func (c *Config) hostname() string {
+	if c.Hostname != "" {
+		return c.Hostname
+	}
+	if len(c.ID) > 12 {
+		return c.ID[:12]
+	}
+	return c.ID
 }
 
 func (c *Config) namespaces() []Namespace {

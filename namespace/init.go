@@ -168,8 +168,8 @@ func (s *initState) setup(stdio [3]*os.File) error {
 	if err := s.setupRootfs(); err != nil {
 		return err
 	}
-	if cfg.Hostname != "" && cfg.has(NamespaceUTS) {
-		if err := unix.Sethostname([]byte(cfg.Hostname)); err != nil {
+	if h := cfg.hostname(); h != "" && cfg.has(NamespaceUTS) {
+		if err := unix.Sethostname([]byte(h)); err != nil {
 			return stepErr("sethostname", err)
 		}
 	}

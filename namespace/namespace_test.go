@@ -325,8 +325,14 @@ func TestHostnameAndNamespaces(t *testing.T) {
 	if len(lines) != 3 || lines[0] != "berthtest" || lines[1] == hostNet || len(lines[2]) > 2 {
 		t.Fatalf("got %q %q", r.stdout, r.stderr)
 	}
+	// The hostname defaults to the short id.
+	cfg := newConfig(t, sh("hostname"))
+	cfg.Hostname, cfg.ID = "", "0123456789abcdef0123"
+	if r := run(t, cfg, nil); r.stdout != "0123456789ab\n" {
+		t.Fatalf("default hostname: %q", r.stdout)
+	}
 	// No net namespace: the host's network.
-	cfg := newConfig(t, sh("readlink /proc/self/ns/net"))
+	cfg = newConfig(t, sh("readlink /proc/self/ns/net"))
 	cfg.Namespaces = []Namespace{NamespaceMount, NamespacePID, NamespaceUTS, NamespaceIPC}
 	if r := run(t, cfg, nil); strings.TrimSpace(r.stdout) != hostNet {
 		t.Fatalf("host network: got %q, want %q", r.stdout, hostNet)
