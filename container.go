@@ -223,7 +223,9 @@ func (c *Container) save() error {
 	if err != nil {
 		return err
 	}
-	return fsutil.WriteFile(filepath.Join(c.dir, "config.json"), b, 0o600)
+	// Container state does not outlive the host (its processes die with
+	// it), so no fsync: atomic against a crashed owner is what matters.
+	return fsutil.WriteFileVolatile(filepath.Join(c.dir, "config.json"), b, 0o600)
 }
 
 // Create makes a container from cfg: a writable snapshot of the image, its

@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -203,13 +204,15 @@ func TestExecStopAndLogs(t *testing.T) {
 	rt := newRuntime(t)
 	img := toolboxImage(t, rt)
 	ctx := context.Background()
-	c, err := rt.Create(ctx, berth.ContainerConfig{Image: img, Cmd: []string{"ignore-term"}, NetworkMode: "none"})
+	ready := newLineWaiter("ready")
+	c, err := rt.Create(ctx, berth.ContainerConfig{Image: img, Cmd: []string{"ignore-term"}, NetworkMode: "none", Stdout: ready})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := c.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
+	ready.wait(t)
 	var out bytes.Buffer
 	p, err := c.Exec(ctx, berth.ExecConfig{Cmd: []string{"echo", "from exec"}, Stdout: &out})
 	if err != nil {
@@ -239,7 +242,9 @@ func TestExecStopAndLogs(t *testing.T) {
 	}
 	b, _ := io.ReadAll(rc)
 	rc.Close()
-	_ = b // ignore-term prints nothing by itself; the log file must exist.
+	if string(b) != "ready\n" {
+		t.Errorf("logs: %q", b)
+	}
 	if err := c.Delete(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -454,5 +459,40 @@ func TestConnectNetworkAndIsolation(t *testing.T) {
 	}
 	if err := srv.DisconnectNetwork(ctx, b); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// lineWaiter is a writer that signals when a line with want was written.
+type lineWaiter struct {
+	mu   sync.Mutex
+	want string
+	buf  bytes.Buffer
+	done chan struct{}
+}
+
+func newLineWaiter(want string) *lineWaiter {
+	return &lineWaiter{want: want, done: make(chan struct{})}
+}
+
+func (w *lineWaiter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.buf.Write(p)
+	if strings.Contains(w.buf.String(), w.want) {
+		select {
+		case <-w.done:
+		default:
+			close(w.done)
+		}
+	}
+	return len(p), nil
+}
+
+func (w *lineWaiter) wait(t *testing.T) {
+	t.Helper()
+	select {
+	case <-w.done:
+	case <-time.After(30 * time.Second):
+		t.Fatalf("no %q in the output", w.want)
 	}
 }

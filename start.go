@@ -65,7 +65,12 @@ func (c *Container) startLocked(ctx context.Context) (err error) {
 	if err != nil {
 		return err
 	}
-	cleanups = append(cleanups, func() { _ = cg.Kill(context.Background()); _ = cg.Delete(context.Background()) })
+	cleanups = append(cleanups, func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = cg.Kill(ctx)
+		_ = cg.Delete(ctx)
+	})
 
 	nsCfg, err := c.namespaceConfig(ctx, rootfs)
 	if err != nil {
@@ -163,10 +168,18 @@ func (c *Container) teardownLocked(ctx context.Context, st namespace.ExitStatus,
 	oom := false
 	if cg != nil {
 		oom = cg.OOMKilled()
-		_ = cg.Kill(ctx)
-		if err := cg.Delete(ctx); err != nil {
+		// The supervisor's exit killed the pid namespace; only a process
+		// that escaped it (none should) needs the slower kill-all.
+		if procs, _ := cg.Procs(); len(procs) > 0 {
+			kctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			_ = cg.Kill(kctx)
+			cancel()
+		}
+		dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		if err := cg.Delete(dctx); err != nil {
 			c.rt.log.Warn("remove cgroup", "container", c.id, "err", err)
 		}
+		cancel()
 	}
 	for _, ep := range c.rec.Endpoints {
 		if err := c.rt.net.Detach(ctx, ep); err != nil {
