@@ -205,55 +205,31 @@ func (rt *Runtime) putBlob(ctx context.Context, desc ocispec.Descriptor, b []byt
 }
 
 // pullLayers downloads every missing layer blob in parallel and unpacks
-// each as soon as its parent is unpacked. The base layer (and any layer
-// whose parent is ready when its download starts) is unpacked while it
-// downloads.
+// each while it downloads (the layer store does not need a layer's parent
+// to be unpacked first).
 func (rt *Runtime) pullLayers(ctx context.Context, r registryclient.Reference, layers []ocispec.Descriptor, diffIDs []digest.Digest, ps *progressSink) error {
-	chains := make([]digest.Digest, len(layers))
-	var parent digest.Digest
-	for i, d := range diffIDs {
-		chains[i] = layer.ChainID(parent, d)
-		parent = chains[i]
-	}
-	ready := make([]chan struct{}, len(layers)) // closed when layer i is unpacked
-	for i := range ready {
-		ready[i] = make(chan struct{})
-	}
+	chains := chainIDs(diffIDs)
 	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(max(4, len(layers)))
+	g.SetLimit(max(4, min(len(layers), 8)))
 	for i := range layers {
+		var parent digest.Digest
+		if i > 0 {
+			parent = chains[i-1]
+		}
 		g.Go(func() error {
-			err := rt.pullLayer(gctx, r, layers[i], diffIDs[i], chains, i, ready, ps)
-			if err == nil {
-				close(ready[i])
-			}
-			return err
+			return rt.pullLayer(gctx, r, layers[i], diffIDs[i], parent, chains[i], ps)
 		})
 	}
 	return g.Wait()
 }
 
-func (rt *Runtime) pullLayer(ctx context.Context, r registryclient.Reference, desc ocispec.Descriptor, diffID digest.Digest, chains []digest.Digest, i int, ready []chan struct{}, ps *progressSink) error {
+func (rt *Runtime) pullLayer(ctx context.Context, r registryclient.Reference, desc ocispec.Descriptor, diffID, parent, chain digest.Digest, ps *progressSink) error {
 	id := desc.Digest.String()
-	layerHere := rt.store.HasLayer(chains[i])
+	layerHere := rt.store.HasLayer(chain)
 	if layerHere && rt.store.Has(desc.Digest) {
 		ps.send(Progress{ID: id, State: StateExists, Done: desc.Size, Total: desc.Size})
 		return nil
 	}
-	var parent digest.Digest
-	parentReady := func() bool { return true }
-	if i > 0 {
-		parent = chains[i-1]
-		parentReady = func() bool {
-			select {
-			case <-ready[i-1]:
-				return true
-			default:
-				return false
-			}
-		}
-	}
-	// Download into the content store, unpacking on the fly when possible.
 	if !rt.store.Has(desc.Digest) {
 		w, err := rt.store.Writer(ctx, desc)
 		switch {
@@ -261,23 +237,17 @@ func (rt *Runtime) pullLayer(ctx context.Context, r registryclient.Reference, de
 		case err != nil:
 			return fmt.Errorf("layer %s: %w", id, err)
 		default:
-			unpacked, err := rt.download(ctx, r, desc, diffID, parent, w, !layerHere && parentReady() && w.Offset() == 0, ps)
-			if err != nil {
+			if err := rt.download(ctx, r, desc, diffID, parent, w, !layerHere, ps); err != nil {
 				return fmt.Errorf("layer %s: %w", id, err)
 			}
-			if unpacked || layerHere {
-				ps.send(Progress{ID: id, State: StateDone, Done: desc.Size, Total: desc.Size})
-				return nil
-			}
+			ps.send(Progress{ID: id, State: StateDone, Done: desc.Size, Total: desc.Size})
+			return nil
 		}
 	}
-	if i > 0 {
-		select {
-		case <-ready[i-1]:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
+	if layerHere {
+		return nil
 	}
+	// Another process stored the blob meanwhile: unpack it from the store.
 	ps.send(Progress{ID: id, State: StateExtracting, Done: desc.Size, Total: desc.Size})
 	rc, err := rt.store.Open(desc.Digest)
 	if err != nil {
@@ -291,14 +261,15 @@ func (rt *Runtime) pullLayer(ctx context.Context, r registryclient.Reference, de
 	return nil
 }
 
-// download streams the blob into w, committing it; with unpack it also
-// extracts the stream into the layer store as it arrives.
-func (rt *Runtime) download(ctx context.Context, r registryclient.Reference, desc ocispec.Descriptor, diffID, parent digest.Digest, w *layer.Writer, unpack bool, ps *progressSink) (bool, error) {
+// download streams the blob into w (after what an earlier, interrupted
+// download left) and commits it; with unpack it also extracts the whole
+// stream, the kept part included, into the layer store as it arrives.
+func (rt *Runtime) download(ctx context.Context, r registryclient.Reference, desc ocispec.Descriptor, diffID, parent digest.Digest, w *layer.Writer, unpack bool, ps *progressSink) error {
 	defer w.Close()
 	id := desc.Digest.String()
 	rc, err := rt.reg.OpenBlob(ctx, r, desc, w.Offset())
 	if err != nil {
-		return false, err
+		return err
 	}
 	defer rc.Close()
 	if br, ok := rc.(*registryclient.BlobReader); ok {
@@ -306,18 +277,16 @@ func (rt *Runtime) download(ctx context.Context, r registryclient.Reference, des
 			ps.send(Progress{ID: id, State: StateDownloading, Done: off, Total: desc.Size})
 		})
 	}
-	src := io.TeeReader(rc, w)
+	body := io.TeeReader(rc, w)
 	if unpack {
+		src := io.MultiReader(w.Partial(), body)
 		if _, err := rt.store.Unpack(ctx, src, desc.MediaType, parent, diffID); err != nil {
-			return false, err
+			return err
 		}
 	}
 	// Drain what the unpacker did not read (tar padding, or everything).
-	if _, err := io.Copy(io.Discard, src); err != nil {
-		return false, err
+	if _, err := io.Copy(io.Discard, body); err != nil {
+		return err
 	}
-	if err := w.Commit(ctx); err != nil {
-		return false, err
-	}
-	return unpack, nil
+	return w.Commit(ctx)
 }
