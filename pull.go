@@ -204,6 +204,12 @@ func (rt *Runtime) putBlob(ctx context.Context, desc ocispec.Descriptor, b []byt
 	return w.Commit(ctx)
 }
 
+// badData reports whether err says the bytes were wrong (as opposed to the
+// transfer failing).
+func badData(err error) bool {
+	return errors.Is(err, ErrInvalid) || errors.Is(err, ErrDigestMismatch) || errors.Is(err, ErrUnsupported)
+}
+
 // pullLayers downloads every missing layer blob in parallel and unpacks
 // each while it downloads (the layer store does not need a layer's parent
 // to be unpacked first).
@@ -230,19 +236,28 @@ func (rt *Runtime) pullLayer(ctx context.Context, r registryclient.Reference, de
 		ps.send(Progress{ID: id, State: StateExists, Done: desc.Size, Total: desc.Size})
 		return nil
 	}
-	if !rt.store.Has(desc.Digest) {
+	for attempt := 0; !rt.store.Has(desc.Digest); attempt++ {
 		w, err := rt.store.Writer(ctx, desc)
-		switch {
-		case errors.Is(err, ErrAlreadyExists):
-		case err != nil:
+		if errors.Is(err, ErrAlreadyExists) {
+			break
+		}
+		if err != nil {
 			return fmt.Errorf("layer %s: %w", id, err)
-		default:
-			if err := rt.download(ctx, r, desc, diffID, parent, w, !layerHere, ps); err != nil {
-				return fmt.Errorf("layer %s: %w", id, err)
-			}
+		}
+		resumed := w.Offset() > 0
+		err = rt.download(ctx, r, desc, diffID, parent, w, !layerHere, ps)
+		if err == nil {
 			ps.send(Progress{ID: id, State: StateDone, Done: desc.Size, Total: desc.Size})
 			return nil
 		}
+		// A kept partial download can hold bad bytes (an earlier pull cut
+		// short while receiving corrupt data); the whole blob's digest
+		// only tells at the end. Start once more from zero.
+		if resumed && attempt == 0 && badData(err) {
+			rt.log.Debug("resumed download failed verification, starting again", "layer", id, "err", err)
+			continue
+		}
+		return fmt.Errorf("layer %s: %w", id, err)
 	}
 	if layerHere {
 		return nil
@@ -281,6 +296,11 @@ func (rt *Runtime) download(ctx context.Context, r registryclient.Reference, des
 	if unpack {
 		src := io.MultiReader(w.Partial(), body)
 		if _, err := rt.store.Unpack(ctx, src, desc.MediaType, parent, diffID); err != nil {
+			if badData(err) {
+				// The bytes themselves are bad: resuming from them can
+				// never succeed, so the partial download goes.
+				_ = w.Abort()
+			}
 			return err
 		}
 	}
