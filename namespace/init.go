@@ -670,7 +670,11 @@ func (sv *supervisor) exec(c *conn, m *message, files []*os.File) (*proc, error)
 		return nil, r.err
 	}
 	p := r.p
-	_ = sv.started(c, p, false)
+	if err := sv.started(c, p, false); err != nil {
+		// Nobody will ever wait for it (the client gave up): do not leave
+		// it running unattended.
+		_ = unix.Kill(p.pid, unix.SIGKILL)
+	}
 	close(w.ready)
 	return p, nil
 }
