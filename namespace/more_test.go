@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -449,5 +450,32 @@ func TestNoLeakedFDs(t *testing.T) {
 	}
 	if got := strings.Fields(eout.String()); strings.Join(got, " ") != "0 1 2 3" {
 		t.Errorf("exec'd process fds: %q", got)
+	}
+}
+
+// A terminal can be resized through a handle from Attach.
+func TestAttachResize(t *testing.T) {
+	p := sh(`read x; stty size`)
+	p.Terminal = true
+	cfg := newConfig(t, p)
+	cfg.ControlDir = filepath.Join(t.TempDir(), "ctl")
+	pr, pw := io.Pipe()
+	var out lockedBuffer
+	c := startT(t, cfg, Stdio{Stdin: pr, Stdout: &out})
+	a, err := Attach(context.Background(), c.ControlSocket())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	if err := a.Resize(50, 20); err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintln(pw, "go")
+	st, err := c.Wait(context.Background())
+	if err != nil || st.Code != 0 || !strings.Contains(out.String(), "20 50") {
+		t.Fatalf("%v %v %q", st, err, out.String())
+	}
+	if st, err := a.Wait(context.Background()); err != nil || st.Code != 0 {
+		t.Fatalf("attached wait: %v %v", st, err)
 	}
 }
