@@ -244,8 +244,9 @@ func (m *Manager) removeRules(chains []string, match func(tag string) bool) erro
 			}
 		}
 		if err != nil {
-			if errors.Is(err, unix.ENOENT) {
-				continue // no table or chain: nothing to remove
+			// The library flattens the errno: ask whether the table is there.
+			if _, terr := c.ListTableOfFamily(m.Table, nftables.TableFamilyIPv4); terr != nil {
+				return nil // no table: nothing to remove
 			}
 			return fmt.Errorf("nftables: list %s: %w", name, err)
 		}
