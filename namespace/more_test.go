@@ -479,3 +479,31 @@ func TestAttachResize(t *testing.T) {
 		t.Fatalf("attached wait: %v %v", st, err)
 	}
 }
+
+// A finished container holds no descriptor of its owner.
+func TestNoOwnerFDLeak(t *testing.T) {
+	count := func() int {
+		ents, _ := os.ReadDir("/proc/self/fd")
+		return len(ents)
+	}
+	root := rootfs(t)
+	cfg := &Config{RootDir: root, Process: ProcessConfig{Args: []string{"/bin/echo", "x"}}}
+	run1 := func() {
+		var out bytes.Buffer
+		c, err := Start(context.Background(), cfg, Stdio{Stdin: strings.NewReader(""), Stdout: &out}, StartOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Wait(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	run1() // the first start opens the cached init binary
+	before := count()
+	for i := 0; i < 5; i++ {
+		run1()
+	}
+	if after := count(); after > before {
+		t.Fatalf("descriptors: %d before, %d after 5 containers", before, after)
+	}
+}

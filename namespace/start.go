@@ -659,9 +659,9 @@ func (p *Process) waitLoop() {
 	for _, c := range p.closeAfterWait {
 		c.Close()
 	}
-	if p.reaped == nil || p.c.main != p {
-		p.conn.Close()
-	}
+	// The init is gone (or this process's connection is done with): the
+	// connection has nothing more to say.
+	p.conn.Close()
 	close(p.done)
 }
 
@@ -875,7 +875,10 @@ func (c *Container) Close() error {
 		}
 		return nil
 	}
-	return c.main.conn.Close()
+	if c.main.conn != nil {
+		c.main.conn.Close()
+	}
+	return nil
 }
 
 // Attach returns a handle on a running container from its control socket
