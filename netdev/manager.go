@@ -108,6 +108,14 @@ func (m *Manager) init() error {
 			m.initErr = fmt.Errorf("netdev: Manager.Root is empty: %w", errdefs.ErrInvalid)
 			return
 		}
+		// The root is recorded host-wide as the owner of what it creates:
+		// one spelling per directory.
+		root, err := filepath.Abs(m.Root)
+		if err != nil {
+			m.initErr = fmt.Errorf("netdev: root %s: %w", m.Root, err)
+			return
+		}
+		m.Root = root
 		if m.RunDir == "" {
 			m.RunDir = DefaultRunDir
 		}
@@ -120,13 +128,14 @@ func (m *Manager) init() error {
 		if m.Logger == nil {
 			m.Logger = slog.New(slog.DiscardHandler)
 		}
+		var b []byte
 		for _, d := range []string{m.netDir(), m.RunDir} {
 			if err := os.MkdirAll(d, 0o700); err != nil {
 				m.initErr = fmt.Errorf("netdev: %w", err)
 				return
 			}
 		}
-		b, err := os.ReadFile("/proc/sys/kernel/random/boot_id")
+		b, err = os.ReadFile("/proc/sys/kernel/random/boot_id")
 		if err != nil {
 			m.initErr = fmt.Errorf("netdev: read boot id: %w", err)
 			return

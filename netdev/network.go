@@ -435,11 +435,17 @@ func (m *Manager) RemoveNetwork(ctx context.Context, name string) error {
 	if err != nil {
 		return err
 	}
-	if err := m.removeNetworkHostLocked(hs, s.Network.Bridge); err != nil {
-		return fmt.Errorf("netdev: remove network %s: %w", name, err)
-	}
-	if err := m.saveHost(hs); err != nil {
-		return err
+	// Only what this root made: a bridge whose host record names another
+	// root (or none) is left alone.
+	if h, ok := hs.Networks[s.Network.Bridge]; ok && h.Root == m.Root && h.ID == s.Network.ID {
+		if err := m.removeNetworkHostLocked(hs, s.Network.Bridge); err != nil {
+			return fmt.Errorf("netdev: remove network %s: %w", name, err)
+		}
+		if err := m.saveHost(hs); err != nil {
+			return err
+		}
+	} else {
+		m.Logger.Warn("netdev: network's bridge not recorded as this root's; leaving it", "network", name, "bridge", s.Network.Bridge)
 	}
 	if err := m.removeNetState(name); err != nil {
 		return fmt.Errorf("netdev: remove network %s: %w", name, err)
