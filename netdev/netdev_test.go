@@ -86,6 +86,13 @@ func TestSameNetworkByIPAndName(t *testing.T) {
 	if got := b.must("get http://alpha:8080/"); !strings.HasPrefix(got, "hello "+epB.IP.String()) {
 		t.Fatalf("by name: %q", got)
 	}
+	// A container joining later shows up in b's /etc/hosts: the file is
+	// rewritten in place, so the bind mount sees it.
+	g := startCtr(t)
+	epG := e.attach(EndpointConfig{ContainerID: "g", Network: "web", Pid: g.Pid, Name: "gamma"})
+	if got := b.must("cat /etc/hosts"); !strings.Contains(got, "|"+epG.IP.String()+"\tgamma|") {
+		t.Fatalf("b's /etc/hosts after gamma joined: %q", got)
+	}
 	ha, _ := os.ReadFile(filepath.Join(dir, "a.hosts"))
 	for _, want := range []string{"127.0.0.1\tlocalhost", epA.IP.String() + "\talpha", "10.99.99.99\textra", epB.IP.String() + "\tbeta"} {
 		if !strings.Contains(string(ha), want+"\n") {
