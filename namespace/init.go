@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"os/signal"
@@ -557,16 +556,17 @@ func (sv *supervisor) serveConn(c *conn, owner bool) {
 	}
 	for {
 		m, files, err := c.recvSized()
+		if errors.Is(err, errBadMessage) {
+			continue // one bad packet; the connection is still good
+		}
 		if err != nil {
-			if owner && !sv.s.cfg.Detached && (err == io.EOF || isConnReset(err)) {
+			// The peer is gone (end of file, reset, or the socket broke).
+			if owner && !sv.s.cfg.Detached {
 				sv.killAll()
 			}
-			if !owner || err == io.EOF || isConnReset(err) {
-				sv.unwatch(c)
-				c.Close()
-				return
-			}
-			continue
+			sv.unwatch(c)
+			c.Close()
+			return
 		}
 		switch m.Op {
 		case "conn":
@@ -608,10 +608,6 @@ func (sv *supervisor) serveConn(c *conn, owner bool) {
 		}
 		closeFiles(files)
 	}
-}
-
-func isConnReset(err error) bool {
-	return errors.Is(err, unix.ECONNRESET) || errors.Is(err, net.ErrClosed)
 }
 
 // watch adds w to p's watchers, unless p has exited already: then it

@@ -85,6 +85,9 @@ type cgroupMount struct {
 
 const maxMessage = 1 << 20
 
+// errBadMessage is a packet that is not a message (the connection is fine).
+var errBadMessage = errors.New("bad control message")
+
 // conn is one end of a control connection.
 type conn struct {
 	c   *net.UnixConn
@@ -209,12 +212,12 @@ func (c *conn) recv() (*message, []*os.File, error) {
 	}
 	if flags&(unix.MSG_TRUNC|unix.MSG_CTRUNC) != 0 {
 		closeFiles(files)
-		return nil, nil, fmt.Errorf("control message truncated (%d bytes)", n)
+		return nil, nil, fmt.Errorf("%w: truncated (%d bytes)", errBadMessage, n)
 	}
 	m := new(message)
 	if err := json.Unmarshal(c.buf[:n], m); err != nil {
 		closeFiles(files)
-		return nil, nil, fmt.Errorf("bad control message: %w", err)
+		return nil, nil, fmt.Errorf("%w: %w", errBadMessage, err)
 	}
 	return m, files, nil
 }
