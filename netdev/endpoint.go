@@ -238,13 +238,16 @@ func (m *Manager) Attach(ctx context.Context, cfg EndpointConfig) (*Endpoint, er
 	}()
 
 	// 2. Wire the veth pair.
-	err = m.wire(ch, ns, n, ep)
+	loUp := slices.ContainsFunc(links, func(l netlink.Link) bool {
+		return l.Attrs().Index == 1 && l.Attrs().Flags&net.FlagUp != 0
+	})
+	err = m.wire(ch, ns, n, ep, loUp)
 	if errors.Is(err, errBridgeGone) {
 		// Deleted behind our back (by hand, or by a reboot that kept the
 		// root's state): make it again, with its rules.
 		err = m.restore(ctx, n.Name)
 		if err == nil {
-			err = m.wire(ch, ns, n, ep)
+			err = m.wire(ch, ns, n, ep, loUp)
 		}
 	}
 	if err != nil {
@@ -471,7 +474,7 @@ var errBridgeGone = errors.New("bridge is gone")
 
 // wire creates the veth pair with its far end directly in the container's
 // namespace under its final name, and configures that end.
-func (m *Manager) wire(ch *netlink.Handle, ns netns.NsHandle, n *Network, ep *epState) error {
+func (m *Manager) wire(ch *netlink.Handle, ns netns.NsHandle, n *Network, ep *epState, loUp bool) error {
 	brIndex, cached := m.bridges.Load(n.Bridge)
 	if !cached {
 		br, err := m.host.LinkByName(n.Bridge)
@@ -509,7 +512,7 @@ func (m *Manager) wire(ch *netlink.Handle, ns netns.NsHandle, n *Network, ep *ep
 			// to enslave it.
 			m.unwire(ep)
 			m.bridges.Delete(n.Bridge)
-			return m.wire(ch, ns, n, ep)
+			return m.wire(ch, ns, n, ep, loUp)
 		}
 		return fmt.Errorf("add veth %s/%s: %w", ep.HostIfName, ep.IfName, err)
 	}
@@ -525,8 +528,10 @@ func (m *Manager) wire(ch *netlink.Handle, ns netns.NsHandle, n *Network, ep *ep
 		return fmt.Errorf("set %s up: %w", ep.IfName, err)
 	}
 	// Loopback is always ifindex 1.
-	if err := ch.LinkSetUp(&netlink.Device{LinkAttrs: netlink.LinkAttrs{Index: 1}}); err != nil {
-		return fmt.Errorf("set lo up: %w", err)
+	if !loUp {
+		if err := ch.LinkSetUp(&netlink.Device{LinkAttrs: netlink.LinkAttrs{Index: 1}}); err != nil {
+			return fmt.Errorf("set lo up: %w", err)
+		}
 	}
 	gw := ep.Gateway.As4()
 	route := &netlink.Route{LinkIndex: link.Attrs().Index, Gw: net.IP(gw[:]), Scope: netlink.SCOPE_UNIVERSE}
