@@ -103,6 +103,18 @@
 // thread only, which is enough because every process of the container is
 // forked from that thread.
 //
+// # Cost
+//
+// Measured on the 2-vCPU CI machine shared with other jobs (where /bin/true
+// alone costs 2.3 ms of CPU and a Go hello-world 7.5 ms): Start+Wait of
+// /bin/true from a plain rootfs directory (all default namespaces) 24-48 ms
+// median depending on load, about 3x faster than `runc run` of the same
+// rootfs measured interleaved (BenchmarkStartTrueVsRunc); Exec of /bin/true
+// into a running container 4.6-7 ms; an idle supervisor 3.3 MB PSS. Most of
+// a start is the Go runtime and package initialisation of the re-executed
+// binary (about 15 ms of CPU for this package's 6.5 MB test binary here),
+// then the kernel's namespace creation and teardown.
+//
 // When not to use it: this package runs as root with real namespaces; it
 // knows nothing about images, cgroups or networks (package berth composes
 // those), and the owning program must not run other code as "berth-init".
