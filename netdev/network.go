@@ -100,6 +100,7 @@ func (m *Manager) createNetworkLocked(ctx context.Context, cfg NetworkConfig) (*
 		return nil, err
 	}
 	isDefault := cfg.Name == DefaultNetwork
+	autoBridge := cfg.Bridge == ""
 	if cfg.Bridge == "" {
 		if isDefault && m.bridgeFree(hs, DefaultNetwork) {
 			cfg.Bridge = DefaultNetwork
@@ -143,25 +144,39 @@ func (m *Manager) createNetworkLocked(ctx context.Context, cfg NetworkConfig) (*
 		Internal: cfg.Internal,
 		Created:  time.Now().UTC(),
 	}
-	// Record the network host-wide first: if this process dies half-way,
-	// Cleanup finds the bridge and rules through this record (its root has
-	// no such network) and removes them.
-	hs.Networks[n.Bridge] = &hostNet{Root: m.Root, Name: n.Name, ID: n.ID, Subnet: n.Subnet, Default: isDefault}
-	if err := m.saveHost(hs); err != nil {
-		return nil, err
-	}
+	created := false
 	undo := func() {
 		delete(hs.Networks, n.Bridge)
-		m.teardownBridge(n.Bridge)
+		if created {
+			m.teardownBridge(n.Bridge)
+		}
 		_ = m.removeNetworkRules(n.Bridge)
 		if len(hs.Networks) == 0 {
 			m.deleteTable()
 		}
 		_ = m.saveHost(hs)
 	}
-	if err := m.setupBridge(&n); err != nil {
+	for attempt := 0; ; attempt++ {
+		// Record the network host-wide first: if this process dies
+		// half-way, Cleanup finds the bridge and rules through this record
+		// (its root has no such network) and removes them.
+		hs.Networks[n.Bridge] = &hostNet{Root: m.Root, Name: n.Name, ID: n.ID, Subnet: n.Subnet, Default: isDefault}
+		if err := m.saveHost(hs); err != nil {
+			return nil, err
+		}
+		created, err = m.setupBridge(&n)
+		if err == nil {
+			break
+		}
 		undo()
-		return nil, wrap(err)
+		if !autoBridge || !errors.Is(err, errdefs.ErrInUse) || attempt == 4 {
+			return nil, wrap(err)
+		}
+		// Another program (with another run directory) took the name
+		// between our check and our creation: take another.
+		for n.Bridge == DefaultNetwork || !m.bridgeFree(hs, n.Bridge) {
+			n.Bridge = "berth-" + randHex(9)
+		}
 	}
 	if err := m.addNetworkRules(&n); err != nil {
 		undo()
@@ -274,8 +289,9 @@ func ipNet(a netip.Addr, bits int) *net.IPNet {
 	return &net.IPNet{IP: net.IP(b[:]), Mask: net.CIDRMask(bits, 32)}
 }
 
-// setupBridge creates (or completes, after a reboot) the bridge of n.
-func (m *Manager) setupBridge(n *Network) error {
+// setupBridge creates (or completes, after a reboot) the bridge of n;
+// created tells whether this call made the link.
+func (m *Manager) setupBridge(n *Network) (created bool, err error) {
 	br, err := m.host.LinkByName(n.Bridge)
 	if isNotFound(err) {
 		mac := net.HardwareAddr{0x02, 0x42, 0, 0, 0, 0}
@@ -287,40 +303,41 @@ func (m *Manager) setupBridge(n *Network) error {
 		err = m.host.LinkAdd(&netlink.Bridge{LinkAttrs: la})
 		if err != nil {
 			if errors.Is(err, unix.EEXIST) {
-				return fmt.Errorf("bridge %s: %w", n.Bridge, errdefs.ErrInUse)
+				return false, fmt.Errorf("bridge %s: %w", n.Bridge, errdefs.ErrInUse)
 			}
-			return fmt.Errorf("add bridge %s: %w", n.Bridge, err)
+			return false, fmt.Errorf("add bridge %s: %w", n.Bridge, err)
 		}
+		created = true
 		br, err = m.host.LinkByName(n.Bridge)
 	}
 	if err != nil {
-		return fmt.Errorf("bridge %s: %w", n.Bridge, err)
+		return created, fmt.Errorf("bridge %s: %w", n.Bridge, err)
 	}
 	if _, ok := br.(*netlink.Bridge); !ok {
-		return fmt.Errorf("link %s is a %s, not a bridge: %w", n.Bridge, br.Type(), errdefs.ErrInUse)
+		return created, fmt.Errorf("link %s is a %s, not a bridge: %w", n.Bridge, br.Type(), errdefs.ErrInUse)
 	}
 	addr := &netlink.Addr{IPNet: ipNet(n.Gateway, n.Subnet.Bits())}
 	if err := m.host.AddrReplace(br, addr); err != nil {
-		return fmt.Errorf("address %s on %s: %w", addr.IPNet, n.Bridge, err)
+		return created, fmt.Errorf("address %s on %s: %w", addr.IPNet, n.Bridge, err)
 	}
 	// 127.0.0.1:port reaches published ports through DNAT in the output
 	// chain: the kernel routes loopback-sourced packets out of the bridge
 	// only with route_localnet (then masqueraded to the gateway address).
 	if err := writeSysctl("/proc/sys/net/ipv4/conf/"+n.Bridge+"/route_localnet", "1"); err != nil {
-		return err
+		return created, err
 	}
 	if err := m.host.LinkSetUp(br); err != nil {
-		return fmt.Errorf("set %s up: %w", n.Bridge, err)
+		return created, fmt.Errorf("set %s up: %w", n.Bridge, err)
 	}
 	if !n.Internal {
 		b, err := os.ReadFile("/proc/sys/net/ipv4/ip_forward")
 		if err != nil || len(b) == 0 || b[0] != '1' {
 			if err := writeSysctl("/proc/sys/net/ipv4/ip_forward", "1"); err != nil {
-				return err
+				return created, err
 			}
 		}
 	}
-	return nil
+	return created, nil
 }
 
 func (m *Manager) teardownBridge(name string) {
@@ -501,7 +518,7 @@ func (m *Manager) restoreNetwork(ctx context.Context, n *Network) error {
 			return fmt.Errorf("netdev: network %s: subnet %s now used by %s: %w", n.Name, n.Subnet, b, errdefs.ErrInUse)
 		}
 	}
-	if err := m.setupBridge(n); err != nil {
+	if _, err := m.setupBridge(n); err != nil {
 		return fmt.Errorf("netdev: restore network %s: %w", n.Name, err)
 	}
 	_ = m.removeNetworkRules(n.Bridge)
