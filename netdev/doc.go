@@ -52,9 +52,14 @@
 // names removed from hosts files) and deletes the veth pair in the
 // background: the kernel spends 10-20 ms per link deletion waiting for RCU
 // grace periods, which would dominate the cost of a container's network.
-// The address stays taken until the pair is gone; Close waits for pending
-// deletions, and RemoveNetwork, or an Attach of the same container, address
-// or namespace, waits for the ones in its way.
+// The address is free at once: the old pair is down, so it carries nothing
+// (and the bridge forgets its MAC address) while the kernel finishes. Close
+// waits for pending deletions; RemoveNetwork, and an Attach to a namespace
+// that still holds the old pair's interface, wait for the ones in their way.
+// A process that dies with deletions pending leaves nothing behind (the
+// kernel completes a started deletion), except in the instant before the
+// request is sent: then the pair, down and addressless on the host side,
+// lives until the container's namespace goes.
 //
 // # Packet filtering and NAT
 //
