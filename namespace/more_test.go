@@ -507,3 +507,19 @@ func TestNoOwnerFDLeak(t *testing.T) {
 		t.Fatalf("descriptors: %d before, %d after 5 containers", before, after)
 	}
 }
+
+// An image whose /etc/passwd is a FIFO does not hang the init.
+func TestPasswdFIFO(t *testing.T) {
+	cfg := newConfig(t, sh("id -u"))
+	p := filepath.Join(cfg.RootDir, "etc/passwd")
+	if err := os.Remove(p); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mkfifo(p, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg.Process.User = "1234"
+	if r := run(t, cfg, nil); r.stdout != "1234\n" {
+		t.Fatalf("%+v", r)
+	}
+}

@@ -61,7 +61,7 @@ func prepare(pc ProcessConfig, inherit *ProcessConfig) (*spawnSpec, error) {
 	sp := &spawnSpec{argv: pc.Args, tty: pc.Terminal}
 
 	defaults := user.ExecUser{Home: "/"}
-	u, err := user.GetExecUserPath(pc.User, &defaults, "/etc/passwd", "/etc/group")
+	u, err := user.GetExecUserPath(pc.User, &defaults, userFile("/etc/passwd"), userFile("/etc/group"))
 	if err != nil {
 		return nil, &SetupError{Step: "resolve user " + pc.User, Err: err, Code: 125}
 	}
@@ -70,7 +70,7 @@ func prepare(pc ProcessConfig, inherit *ProcessConfig) (*spawnSpec, error) {
 	}
 	groups := u.Sgids
 	if len(pc.AdditionalGroups) > 0 {
-		extra, err := user.GetAdditionalGroupsPath(pc.AdditionalGroups, "/etc/group")
+		extra, err := user.GetAdditionalGroupsPath(pc.AdditionalGroups, userFile("/etc/group"))
 		if err != nil {
 			return nil, &SetupError{Step: "resolve groups", Err: err, Code: 125}
 		}
@@ -113,6 +113,16 @@ func prepare(pc ProcessConfig, inherit *ProcessConfig) (*spawnSpec, error) {
 		return nil, err
 	}
 	return sp, nil
+}
+
+// userFile returns p if it is a regular file. The image decides what its
+// /etc/passwd is: a FIFO or a device there must not hang or feed the init,
+// so anything else counts as missing.
+func userFile(p string) string {
+	if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() {
+		return p
+	}
+	return "/nonexistent/" + filepath.Base(p)
 }
 
 // lookPath finds the command like a shell does. Not found gives 127, found
