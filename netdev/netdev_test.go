@@ -784,3 +784,40 @@ func TestBridgeRestored(t *testing.T) {
 		t.Fatalf("%d network rules after restore", c)
 	}
 }
+
+// TestUDPStaleConntrack: a UDP flow the host sent to a port before it was
+// published must reach the container once it is (Attach forgets the stale
+// conntrack entry, which would otherwise keep the flow untranslated).
+func TestUDPStaleConntrack(t *testing.T) {
+	e := newEnv(t)
+	e.network(NetworkConfig{Name: "u"})
+	pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := uint16(pc.LocalAddr().(*net.UDPAddr).Port)
+	pc.Close()
+	c, err := net.DialUDP("udp4", nil, &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: int(port)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.Write([]byte("early")) // nobody listens: conntrack now tracks this flow untranslated
+	time.Sleep(50 * time.Millisecond)
+	a := startCtr(t)
+	a.must("serve-udp 5353")
+	e.attach(EndpointConfig{ContainerID: "a", Network: "u", Pid: a.Pid,
+		Ports: []PortMapping{{HostIP: netip.MustParseAddr("127.0.0.1"), HostPort: port, ContainerPort: 5353, Protocol: "udp"}}})
+	buf := make([]byte, 1500)
+	for range 10 {
+		c.Write([]byte("ping"))
+		c.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+		if n, err := c.Read(buf); err == nil {
+			if !strings.HasPrefix(string(buf[:n]), "udp ") {
+				t.Fatalf("answer %q", buf[:n])
+			}
+			return
+		}
+	}
+	t.Fatal("the flow seen before publishing never reached the container")
+}
