@@ -523,3 +523,45 @@ func TestPasswdFIFO(t *testing.T) {
 		t.Fatalf("%+v", r)
 	}
 }
+
+// StartOptions.CgroupFD: the init is created in a cgroup v2 directory
+// (CLONE_INTO_CGROUP), and clone creates its cgroup namespace there.
+func TestCgroupFD(t *testing.T) {
+	base := "/sys/fs/cgroup/unified"
+	var st unix.Statfs_t
+	if err := unix.Statfs("/sys/fs/cgroup", &st); err == nil && st.Type == unix.CGROUP2_SUPER_MAGIC {
+		base = "/sys/fs/cgroup"
+	}
+	if err := unix.Statfs(base, &st); err != nil || st.Type != unix.CGROUP2_SUPER_MAGIC {
+		t.Skip("no cgroup v2 hierarchy")
+	}
+	dir := fmt.Sprintf("%s/berth-nstest-fd-%d", base, os.Getpid())
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.Remove(dir) })
+	f, err := os.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	cfg := newConfig(t, sh(`grep '^0::' /proc/self/cgroup; sleep 100`))
+	var out lockedBuffer
+	c, err := Start(context.Background(), cfg, Stdio{Stdout: &out}, StartOptions{CgroupFD: int(f.Fd())})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	waitFor(t, func() bool { return strings.Contains(out.String(), "\n") })
+	if got := strings.TrimSpace(out.String()); got != "0::/" {
+		t.Errorf("inside: %q, want the cgroup namespace rooted at the container's cgroup", got)
+	}
+	procs, _ := os.ReadFile(dir + "/cgroup.procs")
+	if !strings.Contains(string(procs), strconv.Itoa(c.Pid())) {
+		t.Errorf("supervisor %d not in %s: %q", c.Pid(), dir, procs)
+	}
+	_ = c.Signal(syscall.SIGKILL)
+	if _, err := c.Wait(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+}
