@@ -255,6 +255,21 @@ func BenchmarkPull(b *testing.B) {
 		}
 		reportMedian(b, d)
 	})
+	b.Run("ctr", func(b *testing.B) {
+		ctr := testutil.RequiresCommand(b, "ctr")
+		containerd := testutil.RequiresCommand(b, "containerd")
+		var d []time.Duration
+		for i := 0; i < b.N; i++ {
+			dir := b.TempDir()
+			sock := startContainerd(b, containerd, dir)
+			t0 := time.Now()
+			if out, err := exec.Command(ctr, "--address", sock, "images", "pull", "--plain-http", ref).CombinedOutput(); err != nil {
+				b.Fatalf("ctr pull: %v %s", err, out)
+			}
+			d = append(d, time.Since(t0))
+		}
+		reportMedian(b, d)
+	})
 	b.Run("berth-present", func(b *testing.B) {
 		rt, err := berth.New(berth.Config{Root: b.TempDir()})
 		if err != nil {
@@ -275,4 +290,51 @@ func BenchmarkPull(b *testing.B) {
 		}
 		reportMedian(b, d)
 	})
+}
+
+// startContainerd runs a containerd of its own (root, state and sockets
+// under dir, no CRI) until the benchmark ends, and returns its socket.
+func startContainerd(b *testing.B, bin, dir string) string {
+	b.Helper()
+	sock := filepath.Join(dir, "c.sock")
+	cfg := fmt.Sprintf(`version = 2
+root = %q
+state = %q
+disabled_plugins = ["io.containerd.grpc.v1.cri"]
+[grpc]
+  address = %q
+[ttrpc]
+  address = %q
+`, filepath.Join(dir, "root"), filepath.Join(dir, "state"), sock, sock+".ttrpc")
+	cfgPath := filepath.Join(dir, "config.toml")
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
+		b.Fatal(err)
+	}
+	cmd := exec.Command(bin, "--config", cfgPath)
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		_ = cmd.Process.Signal(os.Interrupt)
+		done := make(chan struct{})
+		go func() { _ = cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			_ = cmd.Process.Kill()
+			<-done
+		}
+		// Anything containerd left mounted under its root goes too.
+		_ = exec.Command("umount", "-R", filepath.Join(dir, "root")).Run()
+	})
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if _, err := os.Stat(sock); err == nil {
+			return sock
+		}
+		if time.Now().After(deadline) {
+			b.Fatal("containerd did not start")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }

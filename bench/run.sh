@@ -16,10 +16,11 @@ runc=$(median 'BenchmarkRuncRunTrue-')
 exec_=$(median 'BenchmarkBerthExec-')
 pull=$(median 'BenchmarkPull/berth-')
 peer=$(median 'BenchmarkPull/skopeo\\+umoci-')
+ctr=$(median 'BenchmarkPull/ctr-')
 present=$(median 'BenchmarkPull/berth-present-')
 echo
 echo "run true (median): berth ${berth} ms, runc ${runc} ms, berth/runc = $(awk -v a="$berth" -v b="$runc" 'BEGIN{printf "%.3f", a/b}')"
 echo "bridge network adds: $(awk -v a="$bridge" -v b="$berth" 'BEGIN{printf "%.2f", a-b}') ms (median ${bridge} ms)"
 echo "exec (median): ${exec_} ms"
-echo "pull 5x20MB (median): berth ${pull} ms, skopeo+umoci ${peer} ms, speedup $(awk -v a="$peer" -v b="$pull" 'BEGIN{printf "%.2f", a/b}')x; already present ${present} ms"
+echo "pull 5x20MB (median): berth ${pull} ms, skopeo+umoci ${peer} ms ($(awk -v a="$peer" -v b="$pull" 'BEGIN{printf "%.2f", a/b}')x), ctr ${ctr} ms ($(awk -v a="$ctr" -v b="$pull" 'BEGIN{printf "%.2f", a/b}')x); already present ${present} ms"
 rm -f "$out"
