@@ -73,6 +73,9 @@ func (c *Container) startLocked(ctx context.Context) (err error) {
 	})
 
 	nsCfg, err := c.namespaceConfig(ctx, rootfs)
+	if nsCfg != nil && nsCfg.ControlDir != "" {
+		cleanups = append(cleanups, func() { _ = os.RemoveAll(nsCfg.ControlDir) })
+	}
 	if err != nil {
 		return err
 	}

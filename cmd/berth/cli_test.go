@@ -171,4 +171,7 @@ func TestDetachedLifecycle(t *testing.T) {
 	if out := c.must("ps", "-a", "-q"); strings.TrimSpace(out) != "" {
 		t.Errorf("rm left %q", out)
 	}
+	if _, err := os.Stat(filepath.Join("/run/berth/c", id[:16])); err == nil {
+		t.Errorf("the control directory of %s survived", id[:12])
+	}
 }
