@@ -1,0 +1,134 @@
+//go:build linux
+
+package berth_test
+
+import (
+	"context"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/berthrt/berth"
+)
+
+func TestPauseResumeStatsUpdate(t *testing.T) {
+	rt := newRuntime(t)
+	img := toolboxImage(t, rt)
+	ctx := context.Background()
+	c, err := rt.Create(ctx, berth.ContainerConfig{Image: img, Cmd: []string{"spin", "60"}, NetworkMode: "none",
+		Resources: berth.Resources{Memory: 64 << 20, PidsLimit: 50}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Delete(context.Background(), berth.DeleteOptions{Force: true}) })
+	s1, err := c.Stats(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s1.Memory.Limit != 64<<20 || s1.Pids.Current == 0 {
+		t.Errorf("stats: memory limit %d, pids %d", s1.Memory.Limit, s1.Pids.Current)
+	}
+	time.Sleep(200 * time.Millisecond)
+	s2, _ := c.Stats(ctx)
+	if s2.CPU.Total <= s1.CPU.Total {
+		t.Errorf("cpu usage did not move while spinning: %d then %d", s1.CPU.Total, s2.CPU.Total)
+	}
+	if err := c.Pause(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if st := c.State(); !st.Paused || st.Status != berth.StatusPaused {
+		t.Errorf("after pause: %+v", st)
+	}
+	p1, _ := c.Stats(ctx)
+	time.Sleep(300 * time.Millisecond)
+	p2, _ := c.Stats(ctx)
+	if p2.CPU.Total-p1.CPU.Total > uint64(20*time.Millisecond) {
+		t.Errorf("a paused container used %v of cpu", time.Duration(p2.CPU.Total-p1.CPU.Total))
+	}
+	if err := c.Resume(ctx); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(200 * time.Millisecond)
+	p3, _ := c.Stats(ctx)
+	if p3.CPU.Total <= p2.CPU.Total {
+		t.Error("the container did not run again after resume")
+	}
+	if err := c.Update(ctx, berth.Resources{Memory: 128 << 20, PidsLimit: 50}); err != nil {
+		t.Fatal(err)
+	}
+	s3, _ := c.Stats(ctx)
+	if s3.Memory.Limit != 128<<20 {
+		t.Errorf("memory limit after update: %d", s3.Memory.Limit)
+	}
+	info, _ := c.Inspect(ctx)
+	if info.Config.Memory != 128<<20 {
+		t.Errorf("inspect after update: %d", info.Config.Memory)
+	}
+	if err := c.Update(ctx, berth.Resources{Memory: 1 << 20}); err == nil {
+		t.Error("a 1 MB memory limit was accepted")
+	}
+}
+
+func TestInvalidLimitsAreRefused(t *testing.T) {
+	rt := newRuntime(t)
+	img := toolboxImage(t, rt)
+	for _, r := range []berth.Resources{{Memory: 1 << 20}, {CPUPeriod: 10}, {BlkioWeight: 5}} {
+		if _, err := rt.Create(context.Background(), berth.ContainerConfig{Image: img, Resources: r}); err == nil {
+			t.Errorf("limits %+v accepted", r)
+		}
+	}
+}
+
+func TestPidsLimitStopsForkBomb(t *testing.T) {
+	rt := newRuntime(t)
+	img := toolboxImage(t, rt)
+	out, _, _ := run(t, rt, berth.ContainerConfig{Image: img, Cmd: []string{"forkbomb", "200"}, Resources: berth.Resources{PidsLimit: 20}})
+	f := strings.Fields(out)
+	if len(f) < 2 || f[0] != "forked" {
+		t.Fatalf("forkbomb printed %q", out)
+	}
+	if n, _ := strconv.Atoi(f[1]); n >= 20 {
+		t.Errorf("forked %d processes under a limit of 20", n)
+	}
+}
+
+func TestNetworkModes(t *testing.T) {
+	rt := newRuntime(t)
+	img := toolboxImage(t, rt)
+	ctx := context.Background()
+	// none: loopback only.
+	out, _, err := run(t, rt, berth.ContainerConfig{Image: img, Cmd: []string{"addrs"}, NetworkMode: "none"})
+	if err != nil || !strings.Contains(out, "lo") || strings.Contains(out, "eth0") {
+		t.Errorf("none mode interfaces: %q %v", out, err)
+	}
+	// container:<id> shares the other's localhost.
+	srv, err := rt.Create(ctx, berth.ContainerConfig{Image: img, Name: "lo-srv", Cmd: []string{"http", "-addr", "127.0.0.1:8081"}, NetworkMode: "none"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Delete(context.Background(), berth.DeleteOptions{Force: true}) })
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		out, _, err = run(t, rt, berth.ContainerConfig{Image: img, Cmd: []string{"fetch", "http://127.0.0.1:8081/echo?msg=shared"}, NetworkMode: "container:lo-srv"})
+		if err == nil || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err != nil || strings.TrimSpace(out) != "shared" {
+		t.Errorf("container: mode: %q %v", out, err)
+	}
+	// --add-host and --dns reach the container's files.
+	out, _, err = run(t, rt, berth.ContainerConfig{Image: img, Cmd: []string{"cat", "/etc/hosts", "/etc/resolv.conf"}, NetworkMode: "none",
+		ExtraHosts: []string{"extra.test:192.0.2.7"}, DNS: []string{"192.0.2.53"}, DNSSearch: []string{"example.test"}})
+	if err != nil || !strings.Contains(out, "192.0.2.7") || !strings.Contains(out, "extra.test") || !strings.Contains(out, "nameserver 192.0.2.53") || !strings.Contains(out, "search example.test") {
+		t.Errorf("hosts and resolv.conf: %q %v", out, err)
+	}
+}
