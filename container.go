@@ -48,6 +48,16 @@ type Mount struct {
 	Options []string `json:"options,omitempty"`
 }
 
+// DeviceMapping is a host device given to a container.
+type DeviceMapping struct {
+	// PathOnHost is the device node, e.g. /dev/fuse. Required.
+	PathOnHost string `json:"pathOnHost"`
+	// PathInContainer is where it appears. Zero: PathOnHost.
+	PathInContainer string `json:"pathInContainer,omitempty"`
+	// Permissions are "r", "w", "m" combined. Zero: "rwm".
+	Permissions string `json:"permissions,omitempty"`
+}
+
 // Ulimit is a resource limit (--ulimit nofile=1024:2048).
 type Ulimit struct {
 	Name string `json:"name"` // "nofile", "nproc", ...
@@ -110,6 +120,9 @@ type ContainerConfig struct {
 
 	// Resources are the cgroup limits (Memory, NanoCPUs, PidsLimit, ...).
 	Resources `json:"resources"`
+	// Devices are host devices made available in the container (--device):
+	// the node is bound in and the device cgroup allows it.
+	Devices []DeviceMapping `json:"devices,omitempty"`
 	// CgroupParent replaces the runtime's cgroup parent for this container.
 	CgroupParent string `json:"cgroupParent,omitempty"`
 

@@ -132,3 +132,18 @@ func TestNetworkModes(t *testing.T) {
 		t.Errorf("hosts and resolv.conf: %q %v", out, err)
 	}
 }
+
+func TestDeviceMapping(t *testing.T) {
+	rt := newRuntime(t)
+	img := toolboxImage(t, rt)
+	out, _, err := run(t, rt, berth.ContainerConfig{Image: img, Cmd: []string{"try", "open-ro", "/dev/extra-zero"},
+		Devices: []berth.DeviceMapping{{PathOnHost: "/dev/zero", PathInContainer: "/dev/extra-zero", Permissions: "r"}}})
+	if err != nil || strings.TrimSpace(out) != "ok" {
+		t.Errorf("mapped device: %q %v", out, err)
+	}
+	// A node made inside the container for a device not allowed cannot be opened.
+	out, _, _ = run(t, rt, berth.ContainerConfig{Image: img, Cmd: []string{"try", "mknod-open"}})
+	if strings.TrimSpace(out) == "ok" {
+		t.Errorf("a mknod'ed device was opened: %q", out)
+	}
+}

@@ -267,6 +267,13 @@ func (c *Container) namespaceConfig(ctx context.Context, rootfs []mount.Mount) (
 			n.Seccomp = seccomp.DefaultProfile()
 		}
 	}
+	for _, d := range cfg.Devices {
+		target := d.PathInContainer
+		if target == "" {
+			target = d.PathOnHost
+		}
+		n.Mounts = append(n.Mounts, mount.Mount{Type: "bind", Source: d.PathOnHost, Target: target, Options: []string{"bind"}})
+	}
 	for _, m := range cfg.Mounts {
 		nm, err := c.rt.nsMount(ctx, m)
 		if err != nil {

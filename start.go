@@ -15,6 +15,7 @@ import (
 	"github.com/berthrt/berth/cgroup"
 	"github.com/berthrt/berth/internal/ids"
 	"github.com/berthrt/berth/namespace"
+	"golang.org/x/sys/unix"
 )
 
 // Start starts the container's process in fresh namespaces, under its
@@ -60,6 +61,16 @@ func (c *Container) startLocked(ctx context.Context) (err error) {
 	res := cfg.Resources
 	if cfg.Privileged && res.Devices == nil {
 		res.Devices = cgroup.AllowAllDevices()
+	}
+	if len(cfg.Devices) > 0 && !cfg.Privileged {
+		rules, err := deviceRules(cfg.Devices)
+		if err != nil {
+			return err
+		}
+		if res.Devices == nil {
+			res.Devices = cgroup.DefaultDevices()
+		}
+		res.Devices = append(append([]cgroup.DeviceRule{}, res.Devices...), rules...)
 	}
 	cg, err := cgroup.New(ctx, cgroup.Config{Parent: parent, Name: c.id, Resources: res})
 	if err != nil {
@@ -424,4 +435,29 @@ func (l *lenientWriter) Write(p []byte) (int, error) {
 		}
 	}
 	return len(p), nil
+}
+
+// deviceRules are the device cgroup rules that let a container use devs.
+func deviceRules(devs []DeviceMapping) ([]cgroup.DeviceRule, error) {
+	var out []cgroup.DeviceRule
+	for _, d := range devs {
+		var st unix.Stat_t
+		if err := unix.Stat(d.PathOnHost, &st); err != nil {
+			return nil, fmt.Errorf("device %s: %w", d.PathOnHost, ErrNotFound)
+		}
+		typ := 'c'
+		switch st.Mode & unix.S_IFMT {
+		case unix.S_IFCHR:
+		case unix.S_IFBLK:
+			typ = 'b'
+		default:
+			return nil, fmt.Errorf("device %s is not a device node: %w", d.PathOnHost, ErrInvalid)
+		}
+		perm := d.Permissions
+		if perm == "" {
+			perm = "rwm"
+		}
+		out = append(out, cgroup.DeviceRule{Allow: true, Type: typ, Major: int64(unix.Major(uint64(st.Rdev))), Minor: int64(unix.Minor(uint64(st.Rdev))), Access: perm})
+	}
+	return out, nil
 }

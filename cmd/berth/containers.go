@@ -15,8 +15,10 @@ import (
 	"time"
 
 	"github.com/berthrt/berth"
+	"github.com/berthrt/berth/cgroup"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+	"golang.org/x/sys/unix"
 	"golang.org/x/term"
 )
 
@@ -24,7 +26,7 @@ func containerCommands(g *globalFlags) []*cobra.Command {
 	return []*cobra.Command{
 		runCommand(g), createCommand(g), startCommand(g), execCommand(g), psCommand(g),
 		logsCommand(g), stopCommand(g), killCommand(g), rmCommand(g), inspectCommand(g),
-		topCommand(g), commitCommand(g), diffCommand(g), exportCommand(g), pauseCommand(g, true), pauseCommand(g, false), statsCommand(g), portCommand(g),
+		topCommand(g), updateCommand(g), commitCommand(g), diffCommand(g), exportCommand(g), pauseCommand(g, true), pauseCommand(g, false), statsCommand(g), portCommand(g),
 	}
 }
 
@@ -34,6 +36,7 @@ type runFlags struct {
 	env, envFiles, volumes, mounts, tmpfs, capAdd, capDrop   []string
 	securityOpts, ulimits, publish, dns, dnsSearch, dnsOpts  []string
 	addHosts, aliases, labels                                []string
+	devices, readBps, writeBps, readIOps, writeIOps          []string
 	rm, detach, interactive, tty, readOnly, privileged, pAll bool
 	memory, memoryReservation, memorySwap                    string
 	cpus                                                     float64
@@ -78,6 +81,11 @@ func (f *runFlags) register(fs *pflag.FlagSet) {
 	fs.Int64Var(&f.pidsLimit, "pids-limit", 0, "max number of processes")
 	fs.Uint16Var(&f.blkioWeight, "blkio-weight", 0, "block io weight 10-1000")
 	fs.StringVar(&f.cgroupParent, "cgroup-parent", "", "parent cgroup")
+	fs.StringArrayVar(&f.devices, "device", nil, "host device HOST[:CONTAINER[:rwm]]")
+	fs.StringArrayVar(&f.readBps, "device-read-bps", nil, "read rate limit DEVICE:RATE (e.g. /dev/sda:1mb)")
+	fs.StringArrayVar(&f.writeBps, "device-write-bps", nil, "write rate limit DEVICE:RATE")
+	fs.StringArrayVar(&f.readIOps, "device-read-iops", nil, "read ops limit DEVICE:N")
+	fs.StringArrayVar(&f.writeIOps, "device-write-iops", nil, "write ops limit DEVICE:N")
 	fs.StringVar(&f.network, "network", "", "bridge|none|host|container:ID|NAME")
 	fs.StringVar(&f.network, "net", "", "alias of --network")
 	fs.StringArrayVar(&f.aliases, "network-alias", nil, "extra name on the network")
@@ -208,7 +216,60 @@ func (f *runFlags) config(ctx context.Context, rt *berth.Runtime, args []string)
 	r.NanoCPUs = int64(f.cpus * 1e9)
 	r.CPUShares, r.CPUPeriod, r.CPUQuota = f.cpuShares, f.cpuPeriod, f.cpuQuota
 	r.CpusetCpus, r.CpusetMems, r.PidsLimit, r.BlkioWeight = f.cpusetCpus, f.cpusetMems, f.pidsLimit, f.blkioWeight
+	for _, d := range f.devices {
+		parts := strings.Split(d, ":")
+		dm := berth.DeviceMapping{PathOnHost: parts[0]}
+		if len(parts) > 1 {
+			dm.PathInContainer = parts[1]
+		}
+		if len(parts) > 2 {
+			dm.Permissions = parts[2]
+		}
+		cfg.Devices = append(cfg.Devices, dm)
+	}
+	for _, x := range []struct {
+		flag string
+		in   []string
+		out  *[]cgroup.ThrottleDevice
+		size bool
+	}{
+		{"--device-read-bps", f.readBps, &r.BlkioDeviceReadBps, true},
+		{"--device-write-bps", f.writeBps, &r.BlkioDeviceWriteBps, true},
+		{"--device-read-iops", f.readIOps, &r.BlkioDeviceReadIOps, false},
+		{"--device-write-iops", f.writeIOps, &r.BlkioDeviceWriteIOps, false},
+	} {
+		for _, v := range x.in {
+			td, err := parseThrottle(x.flag, v, x.size)
+			if err != nil {
+				return cfg, err
+			}
+			*x.out = append(*x.out, td)
+		}
+	}
 	return cfg, nil
+}
+
+// parseThrottle reads DEVICE:RATE for the blkio throttle flags.
+func parseThrottle(flag, v string, size bool) (cgroup.ThrottleDevice, error) {
+	i := strings.LastIndex(v, ":")
+	if i <= 0 {
+		return cgroup.ThrottleDevice{}, fmt.Errorf("%s %q: want DEVICE:RATE: %w", flag, v, berth.ErrInvalid)
+	}
+	var st unix.Stat_t
+	if err := unix.Stat(v[:i], &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFBLK {
+		return cgroup.ThrottleDevice{}, fmt.Errorf("%s %q: %s is not a block device: %w", flag, v, v[:i], berth.ErrInvalid)
+	}
+	var rate int64
+	var err error
+	if size {
+		rate, err = parseBytes(flag, strings.TrimSuffix(strings.ToLower(v[i+1:]), "b"))
+	} else {
+		rate, err = strconv.ParseInt(v[i+1:], 10, 64)
+	}
+	if err != nil || rate <= 0 {
+		return cgroup.ThrottleDevice{}, fmt.Errorf("%s %q: bad rate: %w", flag, v, berth.ErrInvalid)
+	}
+	return cgroup.ThrottleDevice{Major: int64(unix.Major(uint64(st.Rdev))), Minor: int64(unix.Minor(uint64(st.Rdev))), Rate: uint64(rate)}, nil
 }
 
 func readEnvFile(path string) ([]string, error) {
@@ -874,4 +935,76 @@ func portCommand(g *globalFlags) *cobra.Command {
 			return nil
 		},
 	}
+}
+
+func updateCommand(g *globalFlags) *cobra.Command {
+	f := &runFlags{}
+	cmd := &cobra.Command{
+		Use:   "update [OPTIONS] CONTAINER",
+		Short: "Change the resource limits of a container",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			rt, c, err := containerArg(cmd.Context(), g, args[0])
+			if err != nil {
+				return err
+			}
+			defer rt.Close()
+			info, err := c.Inspect(cmd.Context())
+			if err != nil {
+				return err
+			}
+			r := info.Config.Resources
+			fl := cmd.Flags()
+			set := func(name string, fn func() error) error {
+				if fl.Changed(name) {
+					return fn()
+				}
+				return nil
+			}
+			for _, x := range []struct {
+				name string
+				fn   func() error
+			}{
+				{"memory", func() (err error) { r.Memory, err = parseBytes("--memory", f.memory); return }},
+				{"memory-reservation", func() (err error) {
+					r.MemoryReservation, err = parseBytes("--memory-reservation", f.memoryReservation)
+					return
+				}},
+				{"memory-swap", func() (err error) {
+					if f.memorySwap == "-1" {
+						r.MemorySwap = -1
+						return nil
+					}
+					r.MemorySwap, err = parseBytes("--memory-swap", f.memorySwap)
+					return
+				}},
+				{"cpus", func() error { r.NanoCPUs = int64(f.cpus * 1e9); return nil }},
+				{"cpu-shares", func() error { r.CPUShares = f.cpuShares; return nil }},
+				{"cpu-period", func() error { r.CPUPeriod = f.cpuPeriod; return nil }},
+				{"cpu-quota", func() error { r.CPUQuota = f.cpuQuota; return nil }},
+				{"cpuset-cpus", func() error { r.CpusetCpus = f.cpusetCpus; return nil }},
+				{"cpuset-mems", func() error { r.CpusetMems = f.cpusetMems; return nil }},
+				{"pids-limit", func() error { r.PidsLimit = f.pidsLimit; return nil }},
+				{"blkio-weight", func() error { r.BlkioWeight = f.blkioWeight; return nil }},
+			} {
+				if err := set(x.name, x.fn); err != nil {
+					return err
+				}
+			}
+			return c.Update(cmd.Context(), r)
+		},
+	}
+	fs := cmd.Flags()
+	fs.StringVarP(&f.memory, "memory", "m", "", "memory limit")
+	fs.StringVar(&f.memoryReservation, "memory-reservation", "", "memory soft limit")
+	fs.StringVar(&f.memorySwap, "memory-swap", "", "memory+swap limit, -1 unlimited")
+	fs.Float64Var(&f.cpus, "cpus", 0, "number of cpus")
+	fs.Int64VarP(&f.cpuShares, "cpu-shares", "c", 0, "relative cpu weight")
+	fs.Int64Var(&f.cpuPeriod, "cpu-period", 0, "cfs period (us)")
+	fs.Int64Var(&f.cpuQuota, "cpu-quota", 0, "cfs quota (us)")
+	fs.StringVar(&f.cpusetCpus, "cpuset-cpus", "", "cpus allowed")
+	fs.StringVar(&f.cpusetMems, "cpuset-mems", "", "memory nodes allowed")
+	fs.Int64Var(&f.pidsLimit, "pids-limit", 0, "max number of processes")
+	fs.Uint16Var(&f.blkioWeight, "blkio-weight", 0, "block io weight 10-1000")
+	return cmd
 }
