@@ -16,12 +16,7 @@ func commitCommand(g *globalFlags) *cobra.Command {
 		Use:   "commit [-m MSG] [-c INSTR] CONTAINER [REF]",
 		Short: "Make an image from a container's changes",
 		Args:  cobra.RangeArgs(1, 2),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			rt, c, err := containerArg(cmd.Context(), g, args[0])
-			if err != nil {
-				return err
-			}
-			defer rt.Close()
+		RunE: g.withContainer(0, func(cmd *cobra.Command, c *berth.Container, args []string) error {
 			opts := berth.CommitOptions{Comment: message}
 			if len(args) == 2 {
 				opts.Ref = args[1]
@@ -39,7 +34,7 @@ func commitCommand(g *globalFlags) *cobra.Command {
 			}
 			fmt.Println(img.ID())
 			return nil
-		},
+		}),
 	}
 	cmd.Flags().StringVarP(&message, "message", "m", "", "commit message")
 	cmd.Flags().StringArrayVarP(&changes, "change", "c", nil, "Dockerfile instruction for the new config")
@@ -51,12 +46,7 @@ func diffCommand(g *globalFlags) *cobra.Command {
 		Use:   "diff CONTAINER",
 		Short: "List changed files (A added, C changed, D deleted)",
 		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			rt, c, err := containerArg(cmd.Context(), g, args[0])
-			if err != nil {
-				return err
-			}
-			defer rt.Close()
+		RunE: g.withContainer(0, func(cmd *cobra.Command, c *berth.Container, args []string) error {
 			changes, err := c.Diff(cmd.Context())
 			if err != nil {
 				return err
@@ -65,7 +55,7 @@ func diffCommand(g *globalFlags) *cobra.Command {
 				fmt.Println(ch)
 			}
 			return nil
-		},
+		}),
 	}
 }
 
@@ -75,12 +65,7 @@ func exportCommand(g *globalFlags) *cobra.Command {
 		Use:   "export [-o FILE] CONTAINER",
 		Short: "Write a container's file system as a tar",
 		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			rt, c, err := containerArg(cmd.Context(), g, args[0])
-			if err != nil {
-				return err
-			}
-			defer rt.Close()
+		RunE: g.withContainer(0, func(cmd *cobra.Command, c *berth.Container, args []string) error {
 			w := io.Writer(os.Stdout)
 			if out != "" {
 				f, err := os.Create(out)
@@ -91,7 +76,7 @@ func exportCommand(g *globalFlags) *cobra.Command {
 				w = f
 			}
 			return c.Export(cmd.Context(), w)
-		},
+		}),
 	}
 	cmd.Flags().StringVarP(&out, "output", "o", "", "file to write (default stdout)")
 	return cmd

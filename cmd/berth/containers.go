@@ -538,17 +538,20 @@ func runContainer(ctx context.Context, g *globalFlags, f *runFlags, args []strin
 	return nil
 }
 
-func containerArg(ctx context.Context, g *globalFlags, id string) (*berth.Runtime, *berth.Container, error) {
-	rt, err := g.runtime()
-	if err != nil {
-		return nil, nil, err
+// eachContainer runs fn on each named container, printing its name when
+// done, and stops at the first error.
+func eachContainer(cmd *cobra.Command, rt *berth.Runtime, names []string, fn func(*berth.Container) error) error {
+	for _, a := range names {
+		c, err := rt.Container(cmd.Context(), a)
+		if err != nil {
+			return err
+		}
+		if err := fn(c); err != nil {
+			return err
+		}
+		fmt.Println(a)
 	}
-	c, err := rt.Container(ctx, id)
-	if err != nil {
-		rt.Close()
-		return nil, nil, err
-	}
-	return rt, c, nil
+	return nil
 }
 
 func startCommand(g *globalFlags) *cobra.Command {
@@ -557,12 +560,7 @@ func startCommand(g *globalFlags) *cobra.Command {
 		Use:   "start [-a] CONTAINER",
 		Short: "Start a created container",
 		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			rt, c, err := containerArg(cmd.Context(), g, args[0])
-			if err != nil {
-				return err
-			}
-			defer rt.Close()
+		RunE: g.withContainer(0, func(cmd *cobra.Command, c *berth.Container, args []string) error {
 			if err := c.Start(cmd.Context()); err != nil {
 				return err
 			}
@@ -584,7 +582,7 @@ func startCommand(g *globalFlags) *cobra.Command {
 				return exitCode(st.ExitCode)
 			}
 			return nil
-		},
+		}),
 	}
 	cmd.Flags().BoolVarP(&attach, "attach", "a", false, "attach output and exit with the container's status")
 	return cmd
@@ -598,12 +596,7 @@ func execCommand(g *globalFlags) *cobra.Command {
 		Use:   "exec [-i] [-t] [-e K=V] [-u USER] [-w DIR] CONTAINER CMD...",
 		Short: "Run a process in a running container",
 		Args:  cobra.MinimumNArgs(2),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			rt, c, err := containerArg(cmd.Context(), g, args[0])
-			if err != nil {
-				return err
-			}
-			defer rt.Close()
+		RunE: g.withContainer(0, func(cmd *cobra.Command, c *berth.Container, args []string) error {
 			ec := berth.ExecConfig{Cmd: args[1:], Env: env, User: user, WorkingDir: workdir, TTY: tty, Stdout: os.Stdout, Stderr: os.Stderr}
 			if interactive {
 				ec.Stdin = os.Stdin
@@ -620,7 +613,7 @@ func execCommand(g *globalFlags) *cobra.Command {
 				return exitCode(code)
 			}
 			return nil
-		},
+		}),
 	}
 	fs := cmd.Flags()
 	fs.SetInterspersed(false)
@@ -638,12 +631,7 @@ func psCommand(g *globalFlags) *cobra.Command {
 		Use:   "ps [-a] [-q]",
 		Short: "List containers",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			rt, err := g.runtime()
-			if err != nil {
-				return err
-			}
-			defer rt.Close()
+		RunE: g.withRuntime(func(cmd *cobra.Command, rt *berth.Runtime, args []string) error {
 			cs, err := rt.Containers(cmd.Context(), all)
 			if err != nil {
 				return err
@@ -670,7 +658,7 @@ func psCommand(g *globalFlags) *cobra.Command {
 					info.Created.Local().Format(time.DateTime), status, info.Name)
 			}
 			return tw.Flush()
-		},
+		}),
 	}
 	cmd.Flags().BoolVarP(&all, "all", "a", false, "show stopped containers too")
 	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "only ids")
@@ -683,12 +671,7 @@ func logsCommand(g *globalFlags) *cobra.Command {
 		Use:   "logs [-f] CONTAINER",
 		Short: "Print a container's output",
 		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			rt, c, err := containerArg(cmd.Context(), g, args[0])
-			if err != nil {
-				return err
-			}
-			defer rt.Close()
+		RunE: g.withContainer(0, func(cmd *cobra.Command, c *berth.Container, args []string) error {
 			rc, err := c.Logs(cmd.Context(), berth.LogsOptions{Follow: follow})
 			if err != nil {
 				return err
@@ -696,7 +679,7 @@ func logsCommand(g *globalFlags) *cobra.Command {
 			defer rc.Close()
 			_, err = io.Copy(os.Stdout, rc)
 			return err
-		},
+		}),
 	}
 	cmd.Flags().BoolVarP(&follow, "follow", "f", false, "follow the output")
 	return cmd
@@ -708,21 +691,9 @@ func stopCommand(g *globalFlags) *cobra.Command {
 		Use:   "stop [-t SECONDS] CONTAINER...",
 		Short: "Stop containers (stop signal, then SIGKILL)",
 		Args:  cobra.MinimumNArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			for _, a := range args {
-				rt, c, err := containerArg(cmd.Context(), g, a)
-				if err != nil {
-					return err
-				}
-				err = c.Stop(cmd.Context(), time.Duration(timeout)*time.Second)
-				rt.Close()
-				if err != nil {
-					return err
-				}
-				fmt.Println(a)
-			}
-			return nil
-		},
+		RunE: g.withRuntime(func(cmd *cobra.Command, rt *berth.Runtime, args []string) error {
+			return eachContainer(cmd, rt, args, func(c *berth.Container) error { return c.Stop(cmd.Context(), time.Duration(timeout)*time.Second) })
+		}),
 	}
 	cmd.Flags().IntVarP(&timeout, "time", "t", 10, "seconds to wait before killing")
 	return cmd
@@ -734,25 +705,13 @@ func killCommand(g *globalFlags) *cobra.Command {
 		Use:   "kill [-s SIGNAL] CONTAINER...",
 		Short: "Send a signal to containers",
 		Args:  cobra.MinimumNArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
+		RunE: g.withRuntime(func(cmd *cobra.Command, rt *berth.Runtime, args []string) error {
 			s, err := berth.ParseSignal(sig)
 			if err != nil {
 				return err
 			}
-			for _, a := range args {
-				rt, c, err := containerArg(cmd.Context(), g, a)
-				if err != nil {
-					return err
-				}
-				err = c.Signal(s)
-				rt.Close()
-				if err != nil {
-					return err
-				}
-				fmt.Println(a)
-			}
-			return nil
-		},
+			return eachContainer(cmd, rt, args, func(c *berth.Container) error { return c.Signal(s) })
+		}),
 	}
 	cmd.Flags().StringVarP(&sig, "signal", "s", "KILL", "signal to send")
 	return cmd
@@ -764,21 +723,9 @@ func rmCommand(g *globalFlags) *cobra.Command {
 		Use:   "rm [-f] CONTAINER...",
 		Short: "Remove containers",
 		Args:  cobra.MinimumNArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			for _, a := range args {
-				rt, c, err := containerArg(cmd.Context(), g, a)
-				if err != nil {
-					return err
-				}
-				err = c.Delete(cmd.Context(), berth.DeleteOptions{Force: force})
-				rt.Close()
-				if err != nil {
-					return err
-				}
-				fmt.Println(a)
-			}
-			return nil
-		},
+		RunE: g.withRuntime(func(cmd *cobra.Command, rt *berth.Runtime, args []string) error {
+			return eachContainer(cmd, rt, args, func(c *berth.Container) error { return c.Delete(cmd.Context(), berth.DeleteOptions{Force: force}) })
+		}),
 	}
 	cmd.Flags().BoolVarP(&force, "force", "f", false, "kill a running container first")
 	return cmd
@@ -789,12 +736,7 @@ func inspectCommand(g *globalFlags) *cobra.Command {
 		Use:   "inspect CONTAINER|IMAGE...",
 		Short: "Show low-level information as JSON",
 		Args:  cobra.MinimumNArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			rt, err := g.runtime()
-			if err != nil {
-				return err
-			}
-			defer rt.Close()
+		RunE: g.withRuntime(func(cmd *cobra.Command, rt *berth.Runtime, args []string) error {
 			var out []any
 			for _, a := range args {
 				if c, err := rt.Container(cmd.Context(), a); err == nil {
@@ -814,7 +756,7 @@ func inspectCommand(g *globalFlags) *cobra.Command {
 			enc := json.NewEncoder(os.Stdout)
 			enc.SetIndent("", "    ")
 			return enc.Encode(out)
-		},
+		}),
 	}
 }
 
@@ -823,12 +765,7 @@ func topCommand(g *globalFlags) *cobra.Command {
 		Use:   "top CONTAINER",
 		Short: "List a container's processes",
 		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			rt, c, err := containerArg(cmd.Context(), g, args[0])
-			if err != nil {
-				return err
-			}
-			defer rt.Close()
+		RunE: g.withContainer(0, func(cmd *cobra.Command, c *berth.Container, args []string) error {
 			pids, err := c.Processes(cmd.Context())
 			if err != nil {
 				return err
@@ -840,7 +777,7 @@ func topCommand(g *globalFlags) *cobra.Command {
 				fmt.Fprintf(tw, "%d\t%s\n", p, strings.TrimSpace(strings.ReplaceAll(string(b), "\x00", " ")))
 			}
 			return tw.Flush()
-		},
+		}),
 	}
 }
 
@@ -853,17 +790,12 @@ func pauseCommand(g *globalFlags, pause bool) *cobra.Command {
 		Use:   use,
 		Short: short,
 		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			rt, c, err := containerArg(cmd.Context(), g, args[0])
-			if err != nil {
-				return err
-			}
-			defer rt.Close()
+		RunE: g.withContainer(0, func(cmd *cobra.Command, c *berth.Container, args []string) error {
 			if pause {
 				return c.Pause(cmd.Context())
 			}
 			return c.Resume(cmd.Context())
-		},
+		}),
 	}
 }
 
@@ -873,12 +805,7 @@ func statsCommand(g *globalFlags) *cobra.Command {
 		Use:   "stats [--no-stream] CONTAINER...",
 		Short: "Show resource usage",
 		Args:  cobra.MinimumNArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			rt, err := g.runtime()
-			if err != nil {
-				return err
-			}
-			defer rt.Close()
+		RunE: g.withRuntime(func(cmd *cobra.Command, rt *berth.Runtime, args []string) error {
 			for {
 				tw := tabwriter.NewWriter(os.Stdout, 0, 4, 3, ' ', 0)
 				fmt.Fprintln(tw, "CONTAINER\tMEM USAGE / LIMIT\tCPU TOTAL\tPIDS")
@@ -904,7 +831,7 @@ func statsCommand(g *globalFlags) *cobra.Command {
 				case <-time.After(time.Second):
 				}
 			}
-		},
+		}),
 	}
 	cmd.Flags().BoolVar(&noStream, "no-stream", false, "print once")
 	return cmd
@@ -915,12 +842,7 @@ func portCommand(g *globalFlags) *cobra.Command {
 		Use:   "port CONTAINER",
 		Short: "List a container's published ports",
 		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			rt, c, err := containerArg(cmd.Context(), g, args[0])
-			if err != nil {
-				return err
-			}
-			defer rt.Close()
+		RunE: g.withContainer(0, func(cmd *cobra.Command, c *berth.Container, args []string) error {
 			info, err := c.Inspect(cmd.Context())
 			if err != nil {
 				return err
@@ -933,7 +855,7 @@ func portCommand(g *globalFlags) *cobra.Command {
 				fmt.Printf("%d/%s -> %s:%d\n", p.ContainerPort, p.Protocol, host, p.HostPort)
 			}
 			return nil
-		},
+		}),
 	}
 }
 
@@ -943,12 +865,7 @@ func updateCommand(g *globalFlags) *cobra.Command {
 		Use:   "update [OPTIONS] CONTAINER",
 		Short: "Change the resource limits of a container",
 		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			rt, c, err := containerArg(cmd.Context(), g, args[0])
-			if err != nil {
-				return err
-			}
-			defer rt.Close()
+		RunE: g.withContainer(0, func(cmd *cobra.Command, c *berth.Container, args []string) error {
 			info, err := c.Inspect(cmd.Context())
 			if err != nil {
 				return err
@@ -992,7 +909,7 @@ func updateCommand(g *globalFlags) *cobra.Command {
 				}
 			}
 			return c.Update(cmd.Context(), r)
-		},
+		}),
 	}
 	fs := cmd.Flags()
 	fs.StringVarP(&f.memory, "memory", "m", "", "memory limit")

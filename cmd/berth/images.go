@@ -34,12 +34,7 @@ func pullCommand(g *globalFlags) *cobra.Command {
 		Use:   "pull [--platform os/arch[/variant]] REF",
 		Short: "Pull an image from a registry",
 		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			rt, err := g.runtime()
-			if err != nil {
-				return err
-			}
-			defer rt.Close()
+		RunE: g.withRuntime(func(cmd *cobra.Command, rt *berth.Runtime, args []string) error {
 			opts := berth.PullOptions{Platform: platform}
 			var bars *progressBars
 			if !quiet && isTerminal(os.Stderr) {
@@ -56,7 +51,7 @@ func pullCommand(g *globalFlags) *cobra.Command {
 			fmt.Printf("%s\n", img.Name)
 			fmt.Printf("Digest: %s\n", img.Digest)
 			return nil
-		},
+		}),
 	}
 	cmd.Flags().StringVar(&platform, "platform", "", "platform os/arch[/variant] (default: this host's)")
 	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "no progress output")
@@ -70,12 +65,7 @@ func imagesCommand(g *globalFlags) *cobra.Command {
 		Aliases: []string{"image ls"},
 		Short:   "List images",
 		Args:    cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			rt, err := g.runtime()
-			if err != nil {
-				return err
-			}
-			defer rt.Close()
+		RunE: g.withRuntime(func(cmd *cobra.Command, rt *berth.Runtime, args []string) error {
 			imgs, err := rt.Images(cmd.Context())
 			if err != nil {
 				return err
@@ -93,7 +83,7 @@ func imagesCommand(g *globalFlags) *cobra.Command {
 					i.Created.Local().Format(time.DateTime), humanSize(i.Size))
 			}
 			return tw.Flush()
-		},
+		}),
 	}
 	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "only image ids")
 	return cmd
@@ -105,12 +95,7 @@ func rmiCommand(g *globalFlags) *cobra.Command {
 		Use:   "rmi [-f] IMAGE...",
 		Short: "Remove images",
 		Args:  cobra.MinimumNArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			rt, err := g.runtime()
-			if err != nil {
-				return err
-			}
-			defer rt.Close()
+		RunE: g.withRuntime(func(cmd *cobra.Command, rt *berth.Runtime, args []string) error {
 			for _, a := range args {
 				if err := rt.RemoveImage(cmd.Context(), a, berth.RemoveImageOptions{Force: force}); err != nil {
 					return err
@@ -118,7 +103,7 @@ func rmiCommand(g *globalFlags) *cobra.Command {
 				fmt.Println("Untagged:", a)
 			}
 			return nil
-		},
+		}),
 	}
 	cmd.Flags().BoolVarP(&force, "force", "f", false, "remove even when a container uses it")
 	return cmd
@@ -129,14 +114,9 @@ func tagCommand(g *globalFlags) *cobra.Command {
 		Use:   "tag SOURCE TARGET",
 		Short: "Give an image another name",
 		Args:  cobra.ExactArgs(2),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			rt, err := g.runtime()
-			if err != nil {
-				return err
-			}
-			defer rt.Close()
+		RunE: g.withRuntime(func(cmd *cobra.Command, rt *berth.Runtime, args []string) error {
 			return rt.Tag(cmd.Context(), args[0], args[1])
-		},
+		}),
 	}
 }
 
@@ -145,19 +125,14 @@ func pushCommand(g *globalFlags) *cobra.Command {
 		Use:   "push REF",
 		Short: "Push an image to a registry",
 		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			rt, err := g.runtime()
-			if err != nil {
-				return err
-			}
-			defer rt.Close()
+		RunE: g.withRuntime(func(cmd *cobra.Command, rt *berth.Runtime, args []string) error {
 			d, err := rt.Push(cmd.Context(), args[0], berth.PushOptions{})
 			if err != nil {
 				return err
 			}
 			fmt.Printf("Digest: %s\n", d)
 			return nil
-		},
+		}),
 	}
 }
 
@@ -200,12 +175,7 @@ func saveCommand(g *globalFlags) *cobra.Command {
 		Use:   "save -o FILE REF...",
 		Short: "Write images to a docker-save (or OCI) tar archive",
 		Args:  cobra.MinimumNArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			rt, err := g.runtime()
-			if err != nil {
-				return err
-			}
-			defer rt.Close()
+		RunE: g.withRuntime(func(cmd *cobra.Command, rt *berth.Runtime, args []string) error {
 			w := io.Writer(os.Stdout)
 			if out != "" {
 				f, err := os.Create(out)
@@ -216,7 +186,7 @@ func saveCommand(g *globalFlags) *cobra.Command {
 				w = f
 			}
 			return rt.Save(cmd.Context(), w, args, berth.SaveOptions{Format: berth.ArchiveFormat(format)})
-		},
+		}),
 	}
 	cmd.Flags().StringVarP(&out, "output", "o", "", "file to write (default stdout)")
 	cmd.Flags().StringVar(&format, "format", "docker", "archive format: docker or oci")
@@ -229,12 +199,7 @@ func loadCommand(g *globalFlags) *cobra.Command {
 		Use:   "load -i FILE",
 		Short: "Load images from a docker-save or OCI archive (or an OCI layout dir)",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			rt, err := g.runtime()
-			if err != nil {
-				return err
-			}
-			defer rt.Close()
+		RunE: g.withRuntime(func(cmd *cobra.Command, rt *berth.Runtime, args []string) error {
 			var imgs []*berth.Image
 			if fi, err := os.Stat(in); err == nil && fi.IsDir() {
 				imgs, err = rt.LoadLayout(cmd.Context(), in)
@@ -264,7 +229,7 @@ func loadCommand(g *globalFlags) *cobra.Command {
 				fmt.Println("Loaded image:", name)
 			}
 			return nil
-		},
+		}),
 	}
 	cmd.Flags().StringVarP(&in, "input", "i", "", "archive file or OCI layout dir (default stdin)")
 	return cmd
@@ -276,12 +241,7 @@ func importCommand(g *globalFlags) *cobra.Command {
 		Use:   "import FILE|- [REF]",
 		Short: "Make an image from a flat rootfs tarball",
 		Args:  cobra.RangeArgs(1, 2),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			rt, err := g.runtime()
-			if err != nil {
-				return err
-			}
-			defer rt.Close()
+		RunE: g.withRuntime(func(cmd *cobra.Command, rt *berth.Runtime, args []string) error {
 			r := io.Reader(os.Stdin)
 			if args[0] != "-" {
 				f, err := os.Open(args[0])
@@ -295,16 +255,18 @@ func importCommand(g *globalFlags) *cobra.Command {
 			if len(args) == 2 {
 				opts.Ref = args[1]
 			}
-			if opts.Config, err = parseChanges(changes); err != nil {
+			cfg, err := parseChanges(changes)
+			if err != nil {
 				return err
 			}
+			opts.Config = cfg
 			img, err := rt.Import(cmd.Context(), r, opts)
 			if err != nil {
 				return err
 			}
 			fmt.Println(img.ID())
 			return nil
-		},
+		}),
 	}
 	cmd.Flags().StringArrayVarP(&changes, "change", "c", nil, "Dockerfile instruction for the config: CMD, ENTRYPOINT, ENV, WORKDIR, USER")
 	return cmd

@@ -92,3 +92,28 @@ func (g *globalFlags) runtime() (*berth.Runtime, error) {
 	}
 	return berth.New(cfg)
 }
+
+// withRuntime makes a cobra RunE that opens the runtime for fn and closes
+// it afterwards.
+func (g *globalFlags) withRuntime(fn func(cmd *cobra.Command, rt *berth.Runtime, args []string) error) func(*cobra.Command, []string) error {
+	return func(cmd *cobra.Command, args []string) error {
+		rt, err := g.runtime()
+		if err != nil {
+			return err
+		}
+		defer rt.Close()
+		return fn(cmd, rt, args)
+	}
+}
+
+// withContainer makes a cobra RunE for a command whose argument n names a
+// container.
+func (g *globalFlags) withContainer(n int, fn func(cmd *cobra.Command, c *berth.Container, args []string) error) func(*cobra.Command, []string) error {
+	return g.withRuntime(func(cmd *cobra.Command, rt *berth.Runtime, args []string) error {
+		c, err := rt.Container(cmd.Context(), args[n])
+		if err != nil {
+			return err
+		}
+		return fn(cmd, c, args)
+	})
+}

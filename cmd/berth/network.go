@@ -19,19 +19,14 @@ func networkCommand(g *globalFlags) *cobra.Command {
 		Use:   "create [--subnet CIDR] [--gateway IP] NAME",
 		Short: "Create a bridge network",
 		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			rt, err := g.runtime()
-			if err != nil {
-				return err
-			}
-			defer rt.Close()
+		RunE: g.withRuntime(func(cmd *cobra.Command, rt *berth.Runtime, args []string) error {
 			n, err := rt.CreateNetwork(cmd.Context(), berth.NetworkConfig{Name: args[0], Subnet: subnet, Gateway: gateway})
 			if err != nil {
 				return err
 			}
 			fmt.Println(n.Name)
 			return nil
-		},
+		}),
 	}
 	create.Flags().StringVar(&subnet, "subnet", "", "subnet in CIDR form")
 	create.Flags().StringVar(&gateway, "gateway", "", "gateway address")
@@ -39,12 +34,7 @@ func networkCommand(g *globalFlags) *cobra.Command {
 		Use:   "ls",
 		Short: "List networks",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			rt, err := g.runtime()
-			if err != nil {
-				return err
-			}
-			defer rt.Close()
+		RunE: g.withRuntime(func(cmd *cobra.Command, rt *berth.Runtime, args []string) error {
 			ns, err := rt.Networks(cmd.Context())
 			if err != nil {
 				return err
@@ -55,18 +45,13 @@ func networkCommand(g *globalFlags) *cobra.Command {
 				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", n.Name, n.Bridge, n.Subnet, n.Gateway)
 			}
 			return tw.Flush()
-		},
+		}),
 	}
 	rm := &cobra.Command{
 		Use:   "rm NAME...",
 		Short: "Remove networks",
 		Args:  cobra.MinimumNArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			rt, err := g.runtime()
-			if err != nil {
-				return err
-			}
-			defer rt.Close()
+		RunE: g.withRuntime(func(cmd *cobra.Command, rt *berth.Runtime, args []string) error {
 			for _, a := range args {
 				if err := rt.RemoveNetwork(cmd.Context(), a); err != nil {
 					return err
@@ -74,18 +59,13 @@ func networkCommand(g *globalFlags) *cobra.Command {
 				fmt.Println(a)
 			}
 			return nil
-		},
+		}),
 	}
 	inspect := &cobra.Command{
 		Use:   "inspect NAME...",
 		Short: "Show networks as JSON",
 		Args:  cobra.MinimumNArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			rt, err := g.runtime()
-			if err != nil {
-				return err
-			}
-			defer rt.Close()
+		RunE: g.withRuntime(func(cmd *cobra.Command, rt *berth.Runtime, args []string) error {
 			var out []any
 			for _, a := range args {
 				n, err := rt.Network(cmd.Context(), a)
@@ -97,35 +77,25 @@ func networkCommand(g *globalFlags) *cobra.Command {
 			enc := json.NewEncoder(os.Stdout)
 			enc.SetIndent("", "    ")
 			return enc.Encode(out)
-		},
+		}),
 	}
 	var aliases []string
 	connect := &cobra.Command{
 		Use:   "connect [--alias NAME] NETWORK CONTAINER",
 		Short: "Attach a running container to a network",
 		Args:  cobra.ExactArgs(2),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			rt, c, err := containerArg(cmd.Context(), g, args[1])
-			if err != nil {
-				return err
-			}
-			defer rt.Close()
+		RunE: g.withContainer(1, func(cmd *cobra.Command, c *berth.Container, args []string) error {
 			return c.ConnectNetwork(cmd.Context(), args[0], aliases...)
-		},
+		}),
 	}
 	connect.Flags().StringArrayVar(&aliases, "alias", nil, "extra name on the network")
 	disconnect := &cobra.Command{
 		Use:   "disconnect NETWORK CONTAINER",
 		Short: "Detach a running container from a network",
 		Args:  cobra.ExactArgs(2),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			rt, c, err := containerArg(cmd.Context(), g, args[1])
-			if err != nil {
-				return err
-			}
-			defer rt.Close()
+		RunE: g.withContainer(1, func(cmd *cobra.Command, c *berth.Container, args []string) error {
 			return c.DisconnectNetwork(cmd.Context(), args[0])
-		},
+		}),
 	}
 	net.AddCommand(create, ls, rm, inspect, connect, disconnect)
 	return net
