@@ -61,27 +61,98 @@ func (rt *Runtime) Save(ctx context.Context, w io.Writer, refs []string, opts Sa
 	if format != FormatDocker && format != FormatOCI {
 		return fmt.Errorf("save: format %q: %w", format, ErrInvalid)
 	}
+	imgs, err := rt.imagesToSave(ctx, refs)
+	if err != nil {
+		return err
+	}
+	return rt.save(ctx, &tarSink{tw: tar.NewWriter(w)}, imgs, format)
+}
+
+// SaveLayout writes the images refs name into dir as an OCI image layout
+// (created when missing; blobs already there are kept, index.json lists
+// exactly the images saved), readable by
+// LoadLayout, `skopeo copy oci:DIR:TAG` and `umoci`.
+func (rt *Runtime) SaveLayout(ctx context.Context, dir string, refs []string) error {
+	imgs, err := rt.imagesToSave(ctx, refs)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Join(dir, "blobs", "sha256"), 0o755); err != nil {
+		return fmt.Errorf("save layout: %w", err)
+	}
+	return rt.save(ctx, dirSink(dir), imgs, FormatOCI)
+}
+
+// archiveSink receives the files of an archive: a tar or a directory.
+type archiveSink interface {
+	put(name string, size int64, r io.Reader) error
+	close() error
+}
+
+type tarSink struct{ tw *tar.Writer }
+
+func (t *tarSink) put(name string, size int64, r io.Reader) error {
+	if err := t.tw.WriteHeader(&tar.Header{Name: name, Mode: 0o644, Size: size, Typeflag: tar.TypeReg}); err != nil {
+		return err
+	}
+	_, err := io.Copy(t.tw, r)
+	return err
+}
+
+func (t *tarSink) close() error { return t.tw.Close() }
+
+type dirSink string
+
+func (d dirSink) put(name string, size int64, r io.Reader) error {
+	p := filepath.Join(string(d), filepath.FromSlash(name))
+	if strings.HasPrefix(name, "blobs/") {
+		if fi, err := os.Stat(p); err == nil && fi.Size() == size {
+			return nil // content-addressed: already there
+		}
+	}
+	f, err := os.CreateTemp(filepath.Dir(p), ".tmp-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name())
+	if _, err := io.Copy(f, r); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Chmod(0o644); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(f.Name(), p)
+}
+
+func (d dirSink) close() error { return nil }
+
+// imagesToSave looks up refs and checks every layer blob is stored.
+func (rt *Runtime) imagesToSave(ctx context.Context, refs []string) ([]*Image, error) {
 	var imgs []*Image
 	for _, r := range refs {
 		img, err := rt.Image(ctx, r)
 		if err != nil {
-			return fmt.Errorf("save: %w", err)
+			return nil, fmt.Errorf("save: %w", err)
 		}
 		for _, l := range img.Manifest.Layers {
 			if !rt.store.Has(l.Digest) {
-				return fmt.Errorf("save %s: layer blob %s is not stored here: %w", r, l.Digest, ErrNotFound)
+				return nil, fmt.Errorf("save %s: layer blob %s is not stored here: %w", r, l.Digest, ErrNotFound)
 			}
 		}
 		imgs = append(imgs, img)
 	}
-	tw := tar.NewWriter(w)
+	return imgs, nil
+}
+
+func (rt *Runtime) save(ctx context.Context, sink archiveSink, imgs []*Image, format ArchiveFormat) error {
 	written := map[digest.Digest]bool{}
 	writeFile := func(name string, data []byte) error {
-		if err := tw.WriteHeader(&tar.Header{Name: name, Mode: 0o644, Size: int64(len(data)), Typeflag: tar.TypeReg}); err != nil {
-			return err
-		}
-		_, err := tw.Write(data)
-		return err
+		return sink.put(name, int64(len(data)), bytes.NewReader(data))
 	}
 	writeBlob := func(d digest.Digest) error {
 		if written[d] {
@@ -97,11 +168,7 @@ func (rt *Runtime) Save(ctx context.Context, w io.Writer, refs []string, opts Sa
 			return err
 		}
 		defer rc.Close()
-		if err := tw.WriteHeader(&tar.Header{Name: "blobs/" + d.Algorithm().String() + "/" + d.Encoded(), Mode: 0o644, Size: info.Size, Typeflag: tar.TypeReg}); err != nil {
-			return err
-		}
-		_, err = io.Copy(tw, rc)
-		return err
+		return sink.put("blobs/"+d.Algorithm().String()+"/"+d.Encoded(), info.Size, rc)
 	}
 	if err := writeFile("oci-layout", []byte(`{"imageLayoutVersion":"1.0.0"}`)); err != nil {
 		return err
@@ -163,7 +230,7 @@ func (rt *Runtime) Save(ctx context.Context, w io.Writer, refs []string, opts Sa
 			return err
 		}
 	}
-	return tw.Close()
+	return sink.close()
 }
 
 // Load reads a `docker save` archive or an OCI archive (a tar of an OCI

@@ -40,6 +40,13 @@ func TestSaveLoadInteropWithSkopeo(t *testing.T) {
 	}
 	f.Close()
 
+	layoutDir := filepath.Join(dir, "berth-layout")
+	if err := rt.SaveLayout(ctx, layoutDir, []string{img.Name}); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command(skopeo, "inspect", "--raw", "oci:"+layoutDir+":latest").CombinedOutput(); err != nil {
+		t.Fatalf("skopeo inspect of berth's layout: %v\n%s", err, out)
+	}
 	// skopeo reads both archives berth wrote.
 	for _, src := range []string{"docker-archive:" + dockerTar, "oci-archive:" + ociTar} {
 		out, err := exec.Command(skopeo, "inspect", "--raw", src).CombinedOutput()

@@ -176,6 +176,12 @@ func saveCommand(g *globalFlags) *cobra.Command {
 		Short: "Write images to a docker-save (or OCI) tar archive",
 		Args:  cobra.MinimumNArgs(1),
 		RunE: g.withRuntime(func(cmd *cobra.Command, rt *berth.Runtime, args []string) error {
+			if format == "oci-layout" {
+				if out == "" {
+					return fmt.Errorf("--format oci-layout needs -o DIR: %w", berth.ErrInvalid)
+				}
+				return rt.SaveLayout(cmd.Context(), out, args)
+			}
 			w := io.Writer(os.Stdout)
 			if out != "" {
 				f, err := os.Create(out)
@@ -189,7 +195,7 @@ func saveCommand(g *globalFlags) *cobra.Command {
 		}),
 	}
 	cmd.Flags().StringVarP(&out, "output", "o", "", "file to write (default stdout)")
-	cmd.Flags().StringVar(&format, "format", "docker", "archive format: docker or oci")
+	cmd.Flags().StringVar(&format, "format", "docker", "archive format: docker, oci (tar) or oci-layout (a directory)")
 	return cmd
 }
 
