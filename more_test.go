@@ -6,11 +6,13 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/berthrt/berth"
 )
@@ -91,5 +93,59 @@ func TestConcurrentContainers(t *testing.T) {
 	}
 	if cs, _ := rt.Containers(context.Background(), true); len(cs) != 0 {
 		t.Errorf("%d containers left", len(cs))
+	}
+}
+
+func TestPublishAllExposedPorts(t *testing.T) {
+	rt := newRuntime(t)
+	ctx := context.Background()
+	base := toolboxImage(t, rt)
+	c0, err := rt.Create(ctx, berth.ContainerConfig{Image: base, NetworkMode: "none"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := base.Config.Config
+	cfg.ExposedPorts = map[string]struct{}{"8080/tcp": {}}
+	img, err := c0.Commit(ctx, berth.CommitOptions{Ref: "berth-test/exposed:1", Config: &cfg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c0.Delete(ctx)
+	c, err := rt.Create(ctx, berth.ContainerConfig{Image: img, Cmd: []string{"http", "-addr", ":8080"}, PublishAll: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Delete(context.Background(), berth.DeleteOptions{Force: true}) })
+	info, _ := c.Inspect(ctx)
+	if len(info.NetworkSettings.Ports) != 1 || info.NetworkSettings.Ports[0].ContainerPort != 8080 || info.NetworkSettings.Ports[0].HostPort == 0 {
+		t.Fatalf("-P ports: %+v", info.NetworkSettings.Ports)
+	}
+	port := info.NetworkSettings.Ports[0].HostPort
+	var gw string
+	for _, n := range info.NetworkSettings.Networks {
+		gw = n.Gateway
+	}
+	for _, host := range []string{"127.0.0.1", gw} {
+		url := fmt.Sprintf("http://%s:%d/echo?msg=published", host, port)
+		var body string
+		for deadline := time.Now().Add(10 * time.Second); ; {
+			resp, err := http.Get(url)
+			if err == nil {
+				b, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				body = string(b)
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("GET %s: %v", url, err)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		if body != "published" {
+			t.Errorf("GET %s: %q", url, body)
+		}
 	}
 }
