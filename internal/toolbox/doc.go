@@ -74,7 +74,8 @@
 //	try NAME [ARG...]          "ok" (exit 0) or the errno name (exit 1); NAME is one of:
 //	    mount [TARGET], umount [PATH=/proc], keyctl, unshare-{user,mnt,net,pid,uts,ipc,cgroup},
 //	    mknod [PATH [MAJ MIN]], mknod-open [c|b MAJ MIN], open-rw|open-ro|open-wo PATH, ptrace-pid [PID=1], init_module,
-//	    sethostname [NAME], setrlimit-raise, chroot [DIR=/], setuid-root, chown PATH [UID [GID]],
+//	    sethostname [NAME], setrlimit-raise, chroot [DIR=/], chroot-escape PATH (climb out, then open PATH),
+//	    setuid-root, chown PATH [UID [GID]],
 //	    raw-socket, net-admin, bind [ADDR=:80], settime, swapon, syslog, bpf, perf_event_open,
 //	    userfaultfd, io_uring, acct
 //

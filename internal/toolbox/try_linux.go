@@ -141,6 +141,47 @@ func attempts() map[string]attempt {
 			runtime.KeepAlive(keep)
 			return err
 		}},
+		// the classic escape from a chroot: chroot into a fresh directory,
+		// fchdir back out of it, climb with chdir("..") and chroot("."),
+		// then open PATH read-only. In a container whose root is a
+		// pivot_root'ed mount namespace there is nothing above the root to
+		// climb to, so PATH is looked up in the container again. The
+		// process's root changes for good, which a one-shot applet can
+		// afford (and a multi-threaded Go process shares its root among
+		// its threads, so no child is needed).
+		"chroot-escape": {"PATH", func(args []string) error {
+			if len(args) < 1 {
+				return fmt.Errorf("usage: try chroot-escape PATH")
+			}
+			d, err := os.MkdirTemp("", "try-chroot-")
+			if err != nil {
+				return err
+			}
+			top, err := unix.Open("/", unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+			if err != nil {
+				os.Remove(d)
+				return err
+			}
+			defer unix.Close(top)
+			err = unix.Chroot(d)
+			// d is outside the new root: remove it through the old one.
+			_ = unix.Unlinkat(top, strings.TrimPrefix(d, "/"), unix.AT_REMOVEDIR)
+			if err != nil {
+				return err
+			}
+			if err := unix.Fchdir(top); err != nil {
+				return err
+			}
+			for range 64 {
+				if err := unix.Chdir(".."); err != nil {
+					return err
+				}
+			}
+			if err := unix.Chroot("."); err != nil {
+				return err
+			}
+			return tryOpen(args, unix.O_RDONLY)
+		}},
 		"setuid-root": {"", func([]string) error {
 			return unix.Setuid(0)
 		}},
