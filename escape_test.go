@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -155,6 +156,22 @@ func TestEscapes(t *testing.T) {
 		}
 	}
 
+	// A service the host offers on loopback only.
+	hostLn, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { hostLn.Close() })
+	go func() {
+		for {
+			c, err := hostLn.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+
 	// The cgroup file the container would write to move itself or raise
 	// its own limits.
 	cgroupFile := "/sys/fs/cgroup/pids/cgroup.procs"
@@ -236,7 +253,12 @@ func TestEscapes(t *testing.T) {
 		{name: "swapon", why: "no CAP_SYS_ADMIN; seccomp", cmd: try("swapon"), want: "EPERM", privileged: "ENOENT"},
 		{name: "syslog", why: "no CAP_SYSLOG; seccomp", cmd: try("syslog"), want: "EPERM"},
 		{name: "acct", why: "no CAP_SYS_PACCT; seccomp", cmd: try("acct"), want: "EPERM"},
-		{name: "net-admin", why: "no CAP_NET_ADMIN", cmd: try("net-admin"), want: "EPERM"},
+		{name: "net-admin", why: "no CAP_NET_ADMIN", cmd: try("net-admin"), want: "EPERM",
+			mod: func(c *berth.ContainerConfig) { c.NetworkMode = "bridge" }},
+		{name: "host-loopback", why: "network namespace: 127.0.0.1 inside is the container's own loopback",
+			cmd:  []string{"connect", "-timeout", "2s", hostLn.Addr().String()},
+			mod:  func(c *berth.ContainerConfig) { c.NetworkMode = "bridge" },
+			want: "connect: ECONNREFUSED"},
 	}
 	if len(cases) < 20 {
 		t.Fatalf("only %d escape attempts", len(cases))
@@ -277,6 +299,32 @@ func TestEscapes(t *testing.T) {
 			}
 		})
 	}
+
+	// A process started by Exec in a running container is held the same
+	// way as its main process.
+	t.Run("exec", func(t *testing.T) {
+		for _, a := range []struct {
+			cmd  []string
+			want string
+		}{
+			{try("mount"), "EPERM"},
+			{try("keyctl"), "EPERM"},
+			{try("unshare-user"), "EPERM"},
+			{try("ptrace-pid", "1"), "EPERM"},
+			{try("open-wo", "/proc/1/exe"), "EACCES"},
+			{try("ptrace-pid", hostPid), "ESRCH"},
+		} {
+			var out bytes.Buffer
+			p, err := neighbour.Exec(ctx, berth.ExecConfig{Cmd: a.cmd, Stdout: &out, Stderr: &out})
+			if err != nil {
+				t.Fatal(err)
+			}
+			code, err := p.Wait(ctx)
+			if err != nil || code != 1 || strings.TrimSpace(out.String()) != a.want {
+				t.Errorf("exec %v: exit %d, %v, printed %q, want %q", a.cmd, code, err, out.String(), a.want)
+			}
+		}
+	})
 
 	// The host side of CVE-2019-5736: even with a handle on a running
 	// supervisor's executable, the berth binary cannot be opened for
