@@ -243,6 +243,7 @@ func TestEscapes(t *testing.T) {
 		{name: "bpf", why: "seccomp allows bpf only with CAP_SYS_ADMIN or CAP_BPF", cmd: try("bpf"), want: "EPERM"},
 		{name: "perf_event_open", why: "seccomp allows it only with CAP_SYS_ADMIN or CAP_PERFMON", cmd: try("perf_event_open"), want: "EPERM"},
 		{name: "userfaultfd", why: "seccomp", cmd: try("userfaultfd"), want: "EPERM"},
+		{name: "io_uring", why: "seccomp (io_uring_setup is not in the default profile)", cmd: try("io_uring"), want: "EPERM"},
 		{name: "sethostname", why: "no CAP_SYS_ADMIN; privileged, the UTS namespace keeps it in the container",
 			cmd: try("sethostname", "escaped-"+randHex(3)), want: "EPERM", privileged: "ok",
 			after: func(t *testing.T) {
