@@ -555,7 +555,7 @@ func (rt *Runtime) loadLayoutManifest(ctx context.Context, dir string, d ocispec
 	if err := json.Unmarshal(body, &m); err != nil {
 		return nil, fmt.Errorf("manifest %s: %v: %w", d.Digest, err, ErrInvalid)
 	}
-	if err := validateManifest(&m); err != nil {
+	if err := validateManifest(&m, rt.maxLayerBlob()); err != nil {
 		return nil, err
 	}
 	cb, err := rt.layoutBlob(dir, m.Config, maxConfigSize)

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"sync"
 
 	"github.com/berthrt/berth/layer"
@@ -106,7 +107,7 @@ func (rt *Runtime) Pull(ctx context.Context, ref string, opts PullOptions) (*Ima
 	if err := json.Unmarshal(body, &m); err != nil {
 		return nil, fmt.Errorf("pull %s: manifest %s: %v: %w", ref, desc.Digest, err, ErrInvalid)
 	}
-	if err := validateManifest(&m); err != nil {
+	if err := validateManifest(&m, rt.maxLayerBlob()); err != nil {
 		return nil, fmt.Errorf("pull %s: manifest %s: %w", ref, desc.Digest, err)
 	}
 	name := r.String()
@@ -148,12 +149,28 @@ func (rt *Runtime) Pull(ctx context.Context, ref string, opts PullOptions) (*Ima
 	return img, nil
 }
 
-func validateManifest(m *ocispec.Manifest) error {
+// validateManifest checks what an image manifest names before anything
+// of it is fetched: digests, sizes and media types. A config that is not
+// an image config (an artifact's, or a layer) and a layer berth cannot
+// unpack are refused with ErrUnsupported, as Docker refuses them, rather
+// than failing halfway through a download, or not at all when an
+// identical layer is already stored.
+//
+// maxLayer bounds the size a layer may declare (see Runtime.maxLayerBlob).
+func validateManifest(m *ocispec.Manifest, maxLayer int64) error {
 	if m.Config.Digest == "" {
 		return fmt.Errorf("no config: %w", ErrInvalid)
 	}
 	if err := m.Config.Digest.Validate(); err != nil {
 		return fmt.Errorf("config digest: %v: %w", err, ErrInvalid)
+	}
+	switch m.Config.MediaType {
+	case "", ocispec.MediaTypeImageConfig, registryclient.MediaTypeDockerConfig:
+	default:
+		return fmt.Errorf("config media type %q is not an image config: %w", m.Config.MediaType, ErrUnsupported)
+	}
+	if m.Config.Size < 0 {
+		return fmt.Errorf("config: negative size: %w", ErrInvalid)
 	}
 	for i, l := range m.Layers {
 		if err := l.Digest.Validate(); err != nil {
@@ -162,8 +179,29 @@ func validateManifest(m *ocispec.Manifest) error {
 		if l.Size < 0 {
 			return fmt.Errorf("layer %d: negative size: %w", i, ErrInvalid)
 		}
+		if l.Size > maxLayer {
+			return fmt.Errorf("layer %d declares %d bytes, more than the limit of %d: %w", i, l.Size, maxLayer, ErrInvalid)
+		}
+		if err := layer.CheckMediaType(l.MediaType); err != nil {
+			return fmt.Errorf("layer %d: %w", i, err)
+		}
 	}
 	return nil
+}
+
+// maxLayerBlob is the largest compressed layer an image may declare: the
+// unpack limit on uncompressed bytes (Config.LayerLimits.MaxBytes), plus
+// room for compression that makes data larger (incompressible data grows
+// by far less than 1/64).
+func (rt *Runtime) maxLayerBlob() int64 {
+	lim := rt.cfg.LayerLimits.MaxBytes
+	switch {
+	case lim < 0:
+		return math.MaxInt64
+	case lim == 0:
+		lim = 256 << 30 // the layer package's default
+	}
+	return lim + lim/64 + 1<<20
 }
 
 // fetchSmall returns a small blob (a config) from the store, or fetches,

@@ -75,6 +75,14 @@ func compressionOf(mediaType string) (compression, error) {
 	return 0, fmt.Errorf("layer media type %q: %w", mediaType, errdefs.ErrUnsupported)
 }
 
+// CheckMediaType reports whether Unpack and Decompress read layers of
+// mediaType: nil, or an error wrapping errdefs.ErrUnsupported. Callers use
+// it to refuse an image before downloading any of it.
+func CheckMediaType(mediaType string) error {
+	_, err := compressionOf(mediaType)
+	return err
+}
+
 // srcReader marks errors of the caller's reader, so that they are not
 // mistaken for corrupt compressed data.
 type srcReader struct {
