@@ -4,6 +4,7 @@ package berth
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -56,12 +57,6 @@ type Config struct {
 	// NetworkTable is the nftables table holding berth's rules. Zero:
 	// "berth". Tests use their own.
 	NetworkTable string
-	// LayerLimits bound every layer this runtime unpacks (tar entries,
-	// uncompressed bytes, name length), so a hostile image fails with
-	// ErrInvalid instead of filling the disk or the inode table. Zero
-	// fields take the layer package's defaults (layer.ApplyOptions); its
-	// ApplyWhiteouts field is ignored.
-	LayerLimits layer.ApplyOptions
 }
 
 // Runtime is a handle on a berth root. It is safe for concurrent use, and
@@ -110,7 +105,7 @@ func New(cfg Config) (*Runtime, error) {
 			return nil, fmt.Errorf("berth: %w", err)
 		}
 	}
-	store, err := layer.OpenWith(cfg.Root, layer.Options{Snapshotter: cfg.Snapshotter, Logger: log, Limits: layerLimits(cfg.LayerLimits)})
+	store, err := layer.OpenWith(cfg.Root, layer.Options{Snapshotter: cfg.Snapshotter, Logger: log})
 	if err != nil {
 		return nil, fmt.Errorf("berth: open store: %w", err)
 	}
@@ -152,12 +147,6 @@ func New(cfg Config) (*Runtime, error) {
 	return rt, nil
 }
 
-// layerLimits keeps the limits of l and nothing else: unpacked layers are
-// always in overlay form.
-func layerLimits(l layer.ApplyOptions) layer.ApplyOptions {
-	return layer.ApplyOptions{MaxEntries: l.MaxEntries, MaxBytes: l.MaxBytes, MaxNameLen: l.MaxNameLen}
-}
-
 // Root is the runtime's root directory.
 func (rt *Runtime) Root() string { return rt.cfg.Root }
 
@@ -172,8 +161,70 @@ func (rt *Runtime) GC(ctx context.Context) (layer.Removed, error) {
 	return rt.store.GC(ctx)
 }
 
-// Check verifies every blob digest, layer and reference of the store and
-// reports what is wrong; nothing is changed.
+// Check verifies the root and reports what is wrong; nothing is changed.
+// The store's part is layer.Store.Check: every blob hashes to its digest,
+// every layer has its metadata, directory and parent, every reference and
+// snapshot names something stored. Then berth's own state: every name of
+// the image index names a readable manifest and config whose layers are
+// all unpacked (Kind "image", Name the image name), and every container
+// record is readable and has its writable snapshot (Kind "container", Name
+// the container id). A container directory without a record is a Create or
+// Delete in progress, or one a crash cut short (New removes those), and is
+// not reported. Check holds off GC while it runs (it takes a lease), so it
+// can run alongside other processes using the root; it reads every blob,
+// so it takes time proportional to the store's size. The error is for
+// failures to run the check.
 func (rt *Runtime) Check(ctx context.Context) ([]layer.Problem, error) {
-	return rt.store.Check(ctx)
+	lease, err := rt.store.Lease(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("check: %w", err)
+	}
+	defer lease.Release()
+	probs, err := rt.store.Check(ctx)
+	if err != nil {
+		return probs, fmt.Errorf("check: %w", err)
+	}
+	entries, err := rt.images.List()
+	if err != nil {
+		return probs, fmt.Errorf("check: %w", err)
+	}
+	for _, e := range entries {
+		img, err := rt.imageByDigest(e.Digest)
+		if err != nil {
+			probs = append(probs, layer.Problem{Kind: "image", Name: e.Name, Digest: e.Digest, Err: err})
+			continue
+		}
+		for _, c := range chainIDs(img.Config.RootFS.DiffIDs) {
+			if !rt.store.HasLayer(c) {
+				probs = append(probs, layer.Problem{Kind: "image", Name: e.Name, Digest: c, Err: fmt.Errorf("layer %s is not unpacked: %w", c, ErrNotFound)})
+			}
+		}
+	}
+	ents, err := os.ReadDir(filepath.Join(rt.cfg.Root, "containers"))
+	if err != nil {
+		return probs, fmt.Errorf("check: %w", err)
+	}
+	snap, err := rt.store.Snapshotter()
+	if err != nil {
+		return probs, fmt.Errorf("check: %w", err)
+	}
+	for _, e := range ents {
+		if err := ctx.Err(); err != nil {
+			return probs, err
+		}
+		if !e.IsDir() {
+			continue
+		}
+		id := e.Name()
+		if _, err := rt.readRecord(id); err != nil {
+			if !errors.Is(err, ErrNotFound) {
+				probs = append(probs, layer.Problem{Kind: "container", Name: id, Err: err})
+			}
+			continue
+		}
+		if _, err := snap.Mounts(ctx, id); err != nil {
+			probs = append(probs, layer.Problem{Kind: "container", Name: id, Err: fmt.Errorf("writable layer: %w", err)})
+		}
+	}
+	return probs, nil
 }

@@ -358,7 +358,16 @@ func (c *Container) Delete(ctx context.Context, opts ...DeleteOptions) error {
 	if err != nil {
 		return err
 	}
+	// The record goes first, so that a crash from here on leaves a
+	// directory without a record (which New removes, snapshot and all),
+	// never a record whose snapshot is gone. It comes back if the
+	// snapshot cannot be removed.
+	record, removing := filepath.Join(c.dir, "config.json"), filepath.Join(c.dir, "removing.json")
+	if err := os.Rename(record, removing); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("delete container %s: %w", ids.Short(c.id), err)
+	}
 	if err := snap.Remove(ctx, c.id); err != nil && !errors.Is(err, ErrNotFound) {
+		_ = os.Rename(removing, record)
 		return fmt.Errorf("delete container %s: %w", ids.Short(c.id), err)
 	}
 	if err := c.rt.store.Unref(ctx, "container:"+c.id); err != nil {
