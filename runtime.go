@@ -57,6 +57,12 @@ type Config struct {
 	// NetworkTable is the nftables table holding berth's rules. Zero:
 	// "berth". Tests use their own.
 	NetworkTable string
+	// LayerLimits bound every layer this runtime unpacks (tar entries,
+	// uncompressed bytes, name length), so a hostile image fails with
+	// ErrInvalid instead of filling the disk or the inode table. Zero
+	// fields take the layer package's defaults (layer.ApplyOptions); its
+	// ApplyWhiteouts field is ignored.
+	LayerLimits layer.ApplyOptions
 }
 
 // Runtime is a handle on a berth root. It is safe for concurrent use, and
@@ -105,7 +111,7 @@ func New(cfg Config) (*Runtime, error) {
 			return nil, fmt.Errorf("berth: %w", err)
 		}
 	}
-	store, err := layer.OpenWith(cfg.Root, layer.Options{Snapshotter: cfg.Snapshotter, Logger: log})
+	store, err := layer.OpenWith(cfg.Root, layer.Options{Snapshotter: cfg.Snapshotter, Logger: log, Limits: layerLimits(cfg.LayerLimits)})
 	if err != nil {
 		return nil, fmt.Errorf("berth: open store: %w", err)
 	}
@@ -145,6 +151,12 @@ func New(cfg Config) (*Runtime, error) {
 		return nil, err
 	}
 	return rt, nil
+}
+
+// layerLimits keeps the limits of l and nothing else: unpacked layers are
+// always in overlay form.
+func layerLimits(l layer.ApplyOptions) layer.ApplyOptions {
+	return layer.ApplyOptions{MaxEntries: l.MaxEntries, MaxBytes: l.MaxBytes, MaxNameLen: l.MaxNameLen}
 }
 
 // Root is the runtime's root directory.
