@@ -702,7 +702,11 @@ func (m *Manager) deleteLater(link netlink.Link, ep *epState) {
 		}
 		m.pendMu.Lock()
 		delete(m.pending, ep.HostIfName)
+		idle := len(m.pending) == 0
 		m.pendMu.Unlock()
+		if idle {
+			m.trimDelHandles()
+		}
 		close(p.done)
 	}()
 }

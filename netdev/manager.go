@@ -202,6 +202,21 @@ func (m *Manager) putDelHandle(h *netlink.Handle) {
 	}
 }
 
+// trimDelHandles closes the idle deletion handles but one, once no
+// deletion is pending: a burst of concurrent deletions needs several, the
+// steady state one, and a long-running owner's open files should not
+// depend on how concurrent its past was.
+func (m *Manager) trimDelHandles() {
+	for len(m.delH) > 1 {
+		select {
+		case h := <-m.delH:
+			h.Close()
+		default:
+			return
+		}
+	}
+}
+
 // hasPending reports whether a background deletion matches.
 func (m *Manager) hasPending(match func(*pendingDel) bool) bool {
 	m.pendMu.Lock()
