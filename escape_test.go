@@ -235,6 +235,8 @@ func TestEscapes(t *testing.T) {
 				c.Mounts = []berth.Mount{{Source: roDir, Target: "/data", ReadOnly: true}}
 			},
 			want: "EROFS"},
+		{name: "open_by_handle_at", why: "no CAP_DAC_READ_SEARCH; seccomp (the \"shocker\" escape through a file bound from the host's file system)", cmd: try("open_by_handle_at", "/etc/hostname"),
+			want: "EPERM", privileged: "ok"},
 		{name: "setrlimit-raise", why: "no CAP_SYS_RESOURCE", cmd: try("setrlimit-raise"), want: "EPERM"},
 		{name: "neighbour-processes", why: "PID namespace", cmd: []string{"ps"}, check: onlySelf},
 		{name: "neighbour-file", why: "separate rootfs snapshots", cmd: try("open-ro", secret), want: "ENOENT"},

@@ -77,7 +77,7 @@
 //	    sethostname [NAME], setrlimit-raise, chroot [DIR=/], chroot-escape PATH (climb out, then open PATH),
 //	    setuid-root, chown PATH [UID [GID]],
 //	    raw-socket, net-admin, bind [ADDR=:80], settime, swapon, syslog, bpf, perf_event_open,
-//	    userfaultfd, io_uring, acct
+//	    userfaultfd, io_uring, acct, open_by_handle_at [PATH=/]
 //
 // The toolbox is a test fixture, not a general-purpose userland: use
 // busybox when a test needs a shell.

@@ -182,6 +182,27 @@ func attempts() map[string]attempt {
 			}
 			return tryOpen(args, unix.O_RDONLY)
 		}},
+		// the "shocker" escape: get a file handle for PATH (default /) and
+		// open it by handle, which bypasses path lookup and needs
+		// CAP_DAC_READ_SEARCH; with it, guessed handles reach any inode of
+		// the file system, outside the container's root too.
+		"open_by_handle_at": {"[PATH] (default /)", func(args []string) error {
+			path := arg(args, 0, "/")
+			h, _, err := unix.NameToHandleAt(unix.AT_FDCWD, path, 0)
+			if err != nil {
+				return fmt.Errorf("name_to_handle_at: %s", errnoName(err))
+			}
+			mfd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC|unix.O_NONBLOCK, 0)
+			if err != nil {
+				return err
+			}
+			defer unix.Close(mfd)
+			fd, err := unix.OpenByHandleAt(mfd, h, unix.O_RDONLY|unix.O_CLOEXEC)
+			if err == nil {
+				unix.Close(fd)
+			}
+			return err
+		}},
 		"setuid-root": {"", func([]string) error {
 			return unix.Setuid(0)
 		}},
