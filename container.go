@@ -268,7 +268,16 @@ func (rt *Runtime) Create(ctx context.Context, cfg ContainerConfig) (*Container,
 	if len(c.rec.Args) == 0 {
 		return nil, fmt.Errorf("create container: no command given and the image has none: %w", ErrInvalid)
 	}
-	lock, err := fsutil.LockFile(ctx, filepath.Join(rt.cfg.Root, "containers", "names.lock"))
+	// names.lock makes a name's check and its record one step, and keeps
+	// the recovery at New (which takes it exclusively) away from Creates in
+	// progress. A container without a name needs only the latter: it takes
+	// the lock shared, so unnamed Creates run in parallel (with an
+	// exclusive lock, 100 concurrent Creates queued on it for seconds).
+	lockFile := fsutil.RLockFile
+	if cfg.Name != "" {
+		lockFile = fsutil.LockFile
+	}
+	lock, err := lockFile(ctx, filepath.Join(rt.cfg.Root, "containers", "names.lock"))
 	if err != nil {
 		return nil, fmt.Errorf("create container: %w", err)
 	}

@@ -53,12 +53,15 @@ func toolbox(b *testing.B, rt *berth.Runtime) *berth.Image {
 }
 
 // reportMedian records the median of per-iteration durations.
-func reportMedian(b *testing.B, d []time.Duration) {
+func reportMedian(b *testing.B, d []time.Duration) { reportMedianAs(b, d, "median-ms") }
+
+// reportMedianAs records the median of d as the metric unit.
+func reportMedianAs(b *testing.B, d []time.Duration, unit string) {
 	if len(d) == 0 {
 		return
 	}
 	sort.Slice(d, func(i, j int) bool { return d[i] < d[j] })
-	b.ReportMetric(float64(d[len(d)/2].Microseconds())/1000, "median-ms")
+	b.ReportMetric(float64(d[len(d)/2].Microseconds())/1000, unit)
 }
 
 // BenchmarkBerthRunTrue: create + start + wait + delete of `true`, image

@@ -3,13 +3,18 @@
 # root and the Debian peers (runc, skopeo, umoci) that .ci/run installs.
 #   bench/run.sh            # default iteration counts
 #   N=50 bench/run.sh       # more iterations per benchmark
+# BERTH_TRACE=/tmp/trace go test -run '^$' -bench Phases ./bench/ appends
+# each start's timeline (owner and init steps) to /tmp/trace.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 N=${N:-30}
 out=$(mktemp)
-go test -run '^$' -bench 'BerthRunTrue$|BerthRunTrueBridge|RuncRunTrue|BerthExec' -benchtime "${N}x" ./bench/ | tee "$out"
+go test -run '^$' -bench 'BerthRunTrue$|BerthRunTrueBridge|RuncRunTrue|BerthExec|BerthRunTruePhases' -benchtime "${N}x" ./bench/ | tee "$out"
+go test -run '^$' -bench 'BerthConcurrent100|BerthSupervisorPSS' -benchtime 3x ./bench/ | tee -a "$out"
 go test -run '^$' -bench 'Pull' -benchtime 3x ./bench/ | tee -a "$out"
-median() { awk -v n="$1" '$1 ~ n {for (i=1;i<=NF;i++) if ($(i+1)=="median-ms") print $i}' "$out" | head -1; }
+# metric NAME UNIT: the value reported with UNIT on the line of benchmark NAME.
+metric() { awk -v n="$1" -v u="$2" '$1 ~ n {for (i=1;i<=NF;i++) if ($(i+1)==u) print $i}' "$out" | head -1; }
+median() { metric "$1" median-ms; }
 berth=$(median 'BenchmarkBerthRunTrue-')
 bridge=$(median 'BenchmarkBerthRunTrueBridge-')
 runc=$(median 'BenchmarkRuncRunTrue-')
@@ -20,7 +25,10 @@ ctr=$(median 'BenchmarkPull/ctr-')
 present=$(median 'BenchmarkPull/berth-present-')
 echo
 echo "run true (median): berth ${berth} ms, runc ${runc} ms, berth/runc = $(awk -v a="$berth" -v b="$runc" 'BEGIN{printf "%.3f", a/b}')"
+echo "  steps (median): create $(metric 'BenchmarkBerthRunTruePhases-' create-ms) ms, start $(metric 'BenchmarkBerthRunTruePhases-' start-ms) ms, wait $(metric 'BenchmarkBerthRunTruePhases-' wait-ms) ms, delete $(metric 'BenchmarkBerthRunTruePhases-' delete-ms) ms"
 echo "bridge network adds: $(awk -v a="$bridge" -v b="$berth" 'BEGIN{printf "%.2f", a-b}') ms (median ${bridge} ms)"
 echo "exec (median): ${exec_} ms"
+echo "100 concurrent runs of true (median total): $(metric 'BenchmarkBerthConcurrent100-' total-ms) ms"
+echo "idle supervisor PSS: $(metric 'BenchmarkBerthSupervisorPSS-' pss1-MB) MB alone, $(metric 'BenchmarkBerthSupervisorPSS-' pss10-MB) MB each of 10 ($(metric 'BenchmarkBerthSupervisorPSS-' anon-MB) MB of it private)"
 echo "pull 5x20MB (median): berth ${pull} ms, skopeo+umoci ${peer} ms ($(awk -v a="$peer" -v b="$pull" 'BEGIN{printf "%.2f", a/b}')x), ctr ${ctr} ms ($(awk -v a="$ctr" -v b="$pull" 'BEGIN{printf "%.2f", a/b}')x); already present ${present} ms"
 rm -f "$out"

@@ -15,7 +15,7 @@
 //	<root>/l/<short>                 short symlinks to layer diff dirs, for overlay options
 //	<root>/snapshots/<key>/          a snapshot: upper/ and work/ (overlay) or rootfs/ (copy)
 //	<root>/refs/<hash>.json          what one owner references
-//	<root>/locks/                    flock files: gc.lock, refs.lock, per layer/ingest/snapshot
+//	<root>/locks/                    flock files: gc.lock, refs.lock, per layer/ingest/snapshot/ref owner
 //	<root>/tmp/                      work in progress; removed at Open and GC when unused
 //
 // # Decisions

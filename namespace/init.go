@@ -58,6 +58,7 @@ type initState struct {
 
 	statusFile *os.File
 	listener   *os.File
+	trace      *tracer
 	mainSpec   *spawnSpec
 	cgBinds    *cgroupBinds
 }
@@ -91,6 +92,7 @@ func (s *initState) fail(step string, err error) {
 }
 
 func runInit() {
+	entered := time.Now()
 	// Nobody in the container may ptrace us or open /proc/1/exe, fd, mem.
 	_ = unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0)
 	// Descriptors the owner leaked to us (anything past the control socket
@@ -112,6 +114,9 @@ func runInit() {
 		s.fail("receive config", fmt.Errorf("bad init message: %v", err))
 	}
 	s.cfg, s.host = m.Config, m.Host
+	s.trace = openTracer(s.host.Trace, "init")
+	s.trace.markAt(entered, "hook entered")
+	s.trace.mark("config received")
 	if s.host.StatusFD {
 		s.statusFile, files = files[0], files[1:]
 	}
@@ -134,14 +139,17 @@ func runInit() {
 		s.fail("setup", err)
 	}
 
+	s.trace.mark("setup done")
 	// Wait for the owner to finish Prestart (cgroups, network).
 	m, _, err = c.recv()
 	if err != nil || m.Op != "go" {
 		os.Exit(125) // the owner gave up
 	}
+	s.trace.mark("go received")
 	if err := s.afterGo(); err != nil {
 		s.fail("setup", err)
 	}
+	s.trace.mark("sealed")
 	sv := newSupervisor(s, sigs)
 	sv.run()
 }
@@ -167,6 +175,7 @@ func (s *initState) setup(stdio [3]*os.File) error {
 	if err := s.setupRootfs(); err != nil {
 		return err
 	}
+	s.trace.mark("rootfs mounted")
 	if h := cfg.hostname(); h != "" && cfg.has(NamespaceUTS) {
 		if err := unix.Sethostname([]byte(h)); err != nil {
 			return stepErr("sethostname", err)
@@ -426,6 +435,7 @@ func (sv *supervisor) run() {
 		s.fail("exec", err)
 	}
 	sv.main = p
+	s.trace.mark("process forked")
 	_ = sv.started(s.owner, p, false)
 	close(w.ready)
 
@@ -488,6 +498,7 @@ func (sv *supervisor) notify(p *proc, watchers []*watcher) {
 		_ = w.c.send(&message{Op: "exit", Status: &st})
 	}
 	if p == sv.main {
+		sv.s.trace.mark("process exited, status sent")
 		sv.exit(st)
 	}
 	if p.master != nil {

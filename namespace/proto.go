@@ -75,6 +75,9 @@ type hostInfo struct {
 	// SeccompProg is the compiled filter (8 bytes per instruction), when
 	// the owner compiled it; Config.Seccomp is then not sent.
 	SeccompProg []byte `json:"seccompProg,omitempty"`
+	// Trace is the file the init appends its timeline to (BERTH_TRACE of
+	// the owner), "" for none.
+	Trace string `json:"trace,omitempty"`
 }
 
 type cgroupMount struct {

@@ -289,6 +289,9 @@ func Start(ctx context.Context, cfg *Config, stdio Stdio, opts StartOptions) (*C
 	if opts.CgroupFD == 0 {
 		opts.CgroupFD = -1
 	}
+	tr := openTracer(os.Getenv(traceEnv), "owner")
+	defer tr.close()
+	tr.mark("start")
 	exe, err := initBinary()
 	if err != nil {
 		return nil, err
@@ -305,6 +308,9 @@ func Start(ctx context.Context, cfg *Config, stdio Stdio, opts StartOptions) (*C
 		flags |= cloneFlags[n]
 	}
 	host := &hostInfo{CgroupV1: hostCgroups(), NewCgroupNS: flags&unix.CLONE_NEWCGROUP != 0, LastCap: hostLastCap()}
+	if tr != nil {
+		host.Trace = tr.f.Name()
+	}
 
 	pl, err := plumb(stdio, cfg.Process.Terminal)
 	if err != nil {
@@ -367,6 +373,7 @@ func Start(ctx context.Context, cfg *Config, stdio Stdio, opts StartOptions) (*C
 			sendCfg = &c
 		}
 	}
+	tr.mark("config ready")
 	// The config goes into the socket before the init exists: no round trip.
 	if err := owner.send(&message{Op: "init", Config: sendCfg, Host: host, Stdio: have}, extra...); err != nil {
 		return nil, cleanupStart(owner, theirs, pl, tmpClose, fmt.Errorf("sending the container config: %w", err))
@@ -414,6 +421,7 @@ func Start(ctx context.Context, cfg *Config, stdio Stdio, opts StartOptions) (*C
 		return nil, fmt.Errorf("container %s: starting the init: %w", cfg.ID, err)
 	}
 	pid := cmd.Process.Pid
+	tr.mark("init spawned")
 
 	c := &Container{id: cfg.ID, pid: pid, cmd: cmd, owner: owner, ctl: ctlPath, dir: cfg.ControlDir, detached: cfg.Detached}
 	abort := func(err error) (*Container, error) {
@@ -436,6 +444,7 @@ func Start(ctx context.Context, cfg *Config, stdio Stdio, opts StartOptions) (*C
 	if err := ctx.Err(); err != nil {
 		return abort(err)
 	}
+	tr.mark("prestart done")
 	if err := owner.send(&message{Op: "go"}); err != nil {
 		if serr := pendingError(owner, cfg.ID); serr != nil {
 			return abort(serr)
@@ -479,6 +488,7 @@ func Start(ctx context.Context, cfg *Config, stdio Stdio, opts StartOptions) (*C
 	}
 	c.main = p
 	p.startIO(stdio, pl)
+	tr.mark("started")
 	return c, nil
 }
 

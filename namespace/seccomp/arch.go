@@ -23,12 +23,12 @@ type abi struct {
 	nr func(name string) (uint32, bool)
 }
 
-func tableLookup(t map[string]uint32, extra map[string]uint32) func(string) (uint32, bool) {
+func tableLookup(table func() map[string]uint32, extra map[string]uint32) func(string) (uint32, bool) {
 	return func(name string) (uint32, bool) {
 		if n, ok := extra[name]; ok {
 			return n, true
 		}
-		n, ok := t[name]
+		n, ok := table()[name]
 		return n, ok
 	}
 }
@@ -89,7 +89,7 @@ func x32Lookup(name string) (uint32, bool) {
 	if n, ok := x32Only[name]; ok {
 		return n | x32BitNr, true
 	}
-	n, ok := sysAMD64[name]
+	n, ok := sysAMD64()[name]
 	if !ok || n >= 512 && n < 548 {
 		return 0, false
 	}
@@ -99,7 +99,7 @@ func x32Lookup(name string) (uint32, bool) {
 // knownSyscall reports whether any architecture has a system call of that
 // name.
 func knownSyscall(name string) bool {
-	for _, t := range []map[string]uint32{sysAMD64, sysARM64, sys386, sysARM, armExtra} {
+	for _, t := range []map[string]uint32{sysAMD64(), sysARM64(), sys386(), sysARM(), armExtra} {
 		if _, ok := t[name]; ok {
 			return true
 		}

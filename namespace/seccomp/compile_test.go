@@ -50,12 +50,12 @@ func TestDefaultProfileDecisions(t *testing.T) {
 		want uint32
 	}
 	a64 := func(n string, args ...uint64) data {
-		d := data{nr: nr(t, sysAMD64, n), arch: auditArchX86_64}
+		d := data{nr: nr(t, sysAMD64(), n), arch: auditArchX86_64}
 		copy(d.args[:], args)
 		return d
 	}
 	i386 := func(n string, args ...uint64) data {
-		d := data{nr: nr(t, sys386, n), arch: auditArchI386}
+		d := data{nr: nr(t, sys386(), n), arch: auditArchI386}
 		copy(d.args[:], args)
 		return d
 	}
@@ -69,7 +69,7 @@ func TestDefaultProfileDecisions(t *testing.T) {
 		return d
 	}
 	arm64 := func(n string, args ...uint64) data {
-		d := data{nr: nr(t, sysARM64, n), arch: auditArchAARCH64}
+		d := data{nr: nr(t, sysARM64(), n), arch: auditArchAARCH64}
 		copy(d.args[:], args)
 		return d
 	}
@@ -280,7 +280,7 @@ func TestArgOps(t *testing.T) {
 func TestFarJumps(t *testing.T) {
 	p := &Profile{DefaultAction: ActKillProcess, Syscalls: []Syscall{}}
 	var names []string
-	for n := range sysAMD64 {
+	for n := range sysAMD64() {
 		names = append(names, n)
 	}
 	for i, n := range names {
@@ -354,7 +354,7 @@ func TestRuleOrder(t *testing.T) {
 		{"close", 2, 4, allow},
 		{"getpid", 0, 0, allow},
 	} {
-		d := data{nr: nr(t, sysAMD64, c.name), arch: auditArchX86_64, args: [6]uint64{c.a0, c.a1}}
+		d := data{nr: nr(t, sysAMD64(), c.name), arch: auditArchX86_64, args: [6]uint64{c.a0, c.a1}}
 		if got := runVM(t, vm, d); got != c.want {
 			t.Errorf("%s(%d, %d): got %#x, want %#x", c.name, c.a0, c.a1, got, c.want)
 		}
@@ -394,7 +394,7 @@ func TestActions(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got := runVM(t, vm, data{nr: nr(t, sysARM64, "uname"), arch: auditArchAARCH64}); got != c.want {
+		if got := runVM(t, vm, data{nr: nr(t, sysARM64(), "uname"), arch: auditArchAARCH64}); got != c.want {
 			t.Errorf("%s: got %#x, want %#x", c.a, got, c.want)
 		}
 	}
@@ -416,7 +416,7 @@ func TestCompileErrors(t *testing.T) {
 	}
 	// Too long for the kernel: every syscall with many conditions.
 	big := &Profile{DefaultAction: ActErrno}
-	for n := range sysAMD64 {
+	for n := range sysAMD64() {
 		var args []Arg
 		for i := range 6 {
 			args = append(args, Arg{Index: uint(i), Value: 1 << 40, Op: OpLessEqual})

@@ -85,8 +85,8 @@ func FuzzLoadCompile(f *testing.F) {
 // than mutating JSON. The program must agree with the reference model.
 // Seeds: testdata/fuzz/FuzzCompile.
 func FuzzCompile(f *testing.F) {
-	names := make([]string, 0, len(sysAMD64))
-	for n := range sysAMD64 {
+	names := make([]string, 0, len(sysAMD64()))
+	for n := range sysAMD64() {
 		names = append(names, n)
 	}
 	slices.Sort(names)

@@ -65,10 +65,10 @@ func TestLoadOldFormat(t *testing.T) {
 		d    data
 		want uint32
 	}{
-		{data{nr: sysAMD64["read"], arch: auditArchX86_64}, allow},
-		{data{nr: sys386["read"], arch: auditArchI386}, allow},
-		{data{nr: sysAMD64["read"] | x32BitNr, arch: auditArchX86_64}, allow},
-		{data{nr: sysAMD64["getpid"], arch: auditArchX86_64}, eperm},
+		{data{nr: sysAMD64()["read"], arch: auditArchX86_64}, allow},
+		{data{nr: sys386()["read"], arch: auditArchI386}, allow},
+		{data{nr: sysAMD64()["read"] | x32BitNr, arch: auditArchX86_64}, allow},
+		{data{nr: sysAMD64()["getpid"], arch: auditArchX86_64}, eperm},
 	} {
 		if got := runVM(t, vm, c.d); got != c.want {
 			t.Errorf("%+v: got %#x, want %#x", c.d, got, c.want)
