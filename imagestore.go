@@ -193,13 +193,15 @@ type RemoveImageOptions struct {
 
 // RemoveImage removes the name ref; the image's blobs and layers go at the
 // next GC when no other name or container references them. Refused with
-// ErrInUse while a container was created from it, unless forced.
+// ErrInUse while a container was created from it and no other name keeps
+// the image (as docker rmi: dropping one of several names only untags),
+// unless forced.
 func (rt *Runtime) RemoveImage(ctx context.Context, ref string, opts RemoveImageOptions) error {
 	img, err := rt.Image(ctx, ref)
 	if err != nil {
 		return fmt.Errorf("remove image: %w", err)
 	}
-	if !opts.Force {
+	if !opts.Force && !rt.otherName(img) {
 		users, err := rt.containersUsing(img.Digest)
 		if err != nil {
 			return err
@@ -216,4 +218,18 @@ func (rt *Runtime) RemoveImage(ctx context.Context, ref string, opts RemoveImage
 	}
 	_, err = rt.store.GC(ctx)
 	return err
+}
+
+// otherName reports whether a name other than img.Name points at img.
+func (rt *Runtime) otherName(img *Image) bool {
+	entries, err := rt.images.List()
+	if err != nil {
+		return false
+	}
+	for _, e := range entries {
+		if e.Name != img.Name && e.Digest == img.Digest {
+			return true
+		}
+	}
+	return false
 }
