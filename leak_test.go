@@ -134,14 +134,14 @@ func leakChild(t *testing.T) {
 	// its bridge and rules; the first container of each kind makes the
 	// store's directories. None of that is a leak.
 	for i := range 10 {
-		for _, k := range []leakKind{noneKind(i), bridgeKind(i)} {
+		for _, k := range []leakKind{leakNoneKind(i), leakBridgeKind(i)} {
 			if err := leakCycle(ctx, rt, img, k); err != nil {
 				t.Fatalf("warm-up %v: %v", k, err)
 			}
 		}
 	}
 	take := func() leakSnapshot { return takeLeakSnapshot(t, root, parent) }
-	base := waitSettled(take)
+	base := leakSettled(take)
 	t.Logf("baseline: %s", base.summary())
 
 	phase := func(name string, n int, kind func(i int) leakKind, concurrent bool) {
@@ -178,14 +178,14 @@ func leakChild(t *testing.T) {
 			(d / time.Duration(max(n, 1))).Round(100*time.Microsecond), &times)
 		expectNoLeak(t, name, base, take)
 	}
-	phase("sequential, network none", seq, noneKind, false)
-	phase("sequential, bridge network", bridged, bridgeKind, false)
+	phase("sequential, network none", seq, leakNoneKind, false)
+	phase("sequential, bridge network", bridged, leakBridgeKind, false)
 	// All at once, half of them on the bridge.
 	phase("concurrent", conc, func(i int) leakKind {
 		if i%2 == 1 {
-			return bridgeKind(i / 2)
+			return leakBridgeKind(i / 2)
 		}
-		return noneKind(i / 2)
+		return leakNoneKind(i / 2)
 	}, true)
 	if cs, _ := rt.Containers(ctx, true); len(cs) != 0 {
 		t.Errorf("%d containers left", len(cs))
@@ -204,6 +204,14 @@ func leakChild(t *testing.T) {
 // mounts reaches the host) with a tmpfs of its own on /run/berth, and sets
 // its network namespace's loopback up, as on a host.
 func isolateLeakHost(t *testing.T) {
+	// Never change the host's own namespaces.
+	for _, ns := range []string{"net", "mnt"} {
+		self, err1 := os.Readlink("/proc/self/ns/" + ns)
+		parent, err2 := os.Readlink(fmt.Sprintf("/proc/%d/ns/%s", os.Getppid(), ns))
+		if err1 != nil || err2 != nil || self == parent {
+			t.Fatalf("the child is not in a %s namespace of its own: %s %s %v %v", ns, self, parent, err1, err2)
+		}
+	}
 	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
 		t.Fatalf("make mounts private: %v", err)
 	}
@@ -220,22 +228,19 @@ func isolateLeakHost(t *testing.T) {
 	if err := netlink.LinkSetUp(lo); err != nil {
 		t.Fatal(err)
 	}
-	if links, _ := netlink.LinkList(); len(links) != 1 {
-		t.Fatalf("the child is not in a network namespace of its own: %d links", len(links))
-	}
 }
 
-// noneKind is the i-th cycle without a network: mostly plain, and in
+// leakNoneKind is the i-th cycle without a network: mostly plain, and in
 // every ten one detached (control dir and socket), one with stdin, one on
 // a terminal and one exec'd into and killed.
-func noneKind(i int) leakKind {
+func leakNoneKind(i int) leakKind {
 	return leakKind{detached: i%10 == 3, stdin: i%10 == 5, tty: i%10 == 9, kill: i%10 == 7}
 }
 
-// bridgeKind is the i-th cycle on the default bridge network: every other
+// leakBridgeKind is the i-th cycle on the default bridge network: every other
 // one publishes a port (DNAT rules, a host port), one in ten is exec'd
 // into and killed.
-func bridgeKind(i int) leakKind {
+func leakBridgeKind(i int) leakKind {
 	return leakKind{bridge: true, publish: i%2 == 1, kill: i%10 == 4}
 }
 
@@ -269,7 +274,7 @@ func (k leakKind) String() string {
 func leakCycle(ctx context.Context, rt *berth.Runtime, img *berth.Image, k leakKind) error {
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	var out lockedBuffer
+	var out leakBuffer
 	cfg := berth.ContainerConfig{Image: img, Cmd: []string{"echo", "cycle"}, NetworkMode: "none", Stdout: &out, Detached: k.detached, TTY: k.tty}
 	want := "cycle\n"
 	if k.tty {
@@ -330,20 +335,20 @@ func leakCycle(ctx context.Context, rt *berth.Runtime, img *berth.Image, k leakK
 	return nil
 }
 
-// lockedBuffer is a bytes.Buffer safe to write from the container's
+// leakBuffer is a bytes.Buffer safe to write from the container's
 // output copier while the test reads it.
-type lockedBuffer struct {
+type leakBuffer struct {
 	mu sync.Mutex
 	b  bytes.Buffer
 }
 
-func (b *lockedBuffer) Write(p []byte) (int, error) {
+func (b *leakBuffer) Write(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.b.Write(p)
 }
 
-func (b *lockedBuffer) String() string {
+func (b *leakBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.b.String()
@@ -461,9 +466,9 @@ func (s leakSnapshot) diff(now leakSnapshot) []string {
 	return out
 }
 
-// waitSettled takes snapshots until two in a row agree (links are deleted
+// leakSettled takes snapshots until two in a row agree (links are deleted
 // in the background, goroutines end after the state they report).
-func waitSettled(take func() leakSnapshot) leakSnapshot {
+func leakSettled(take func() leakSnapshot) leakSnapshot {
 	prev := take()
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
