@@ -75,7 +75,7 @@ func (s *initState) gidMapped(gid int) bool {
 // fail reports a setup error to the owner and exits.
 func (s *initState) fail(step string, err error) {
 	if s.owner != nil {
-		_ = s.owner.send(&message{Op: "error", Err: toWire(step, err)})
+		_ = s.owner.send(&reply{Op: "error", Err: toWire(step, err)})
 		// Exiting with the owner's "go" unread would make the kernel reset
 		// the connection, and the owner could lose the error: wait for the
 		// owner to hang up (it does on reading the error).
@@ -404,7 +404,7 @@ func (sv *supervisor) spawn(sp *spawnSpec, w *watcher) (*proc, error) {
 // its own namespace from it), the supervisor's pidfd when self, and with a
 // terminal the pty master.
 func (sv *supervisor) started(c *conn, p *proc, self bool) error {
-	m := &message{Op: "started", Pid: p.pid}
+	m := &reply{Op: "started", Pid: p.pid}
 	var files []*os.File
 	if fd, err := unix.PidfdOpen(p.pid, 0); err == nil {
 		pf := os.NewFile(uintptr(fd), "pidfd")
@@ -495,7 +495,7 @@ func (sv *supervisor) notify(p *proc, watchers []*watcher) {
 	st := p.status
 	for _, w := range watchers {
 		<-w.ready
-		_ = w.c.send(&message{Op: "exit", Status: &st})
+		_ = w.c.send(&reply{Op: "exit", Status: &st})
 	}
 	if p == sv.main {
 		sv.s.trace.mark("process exited, status sent")
@@ -594,17 +594,17 @@ func (sv *supervisor) serveConn(c *conn, owner bool) {
 			_ = sv.started(c, bound, true)
 			close(w.ready)
 			if done {
-				_ = c.send(&message{Op: "exit", Status: &st})
+				_ = c.send(&reply{Op: "exit", Status: &st})
 			}
 		case "exec":
 			if bound != nil || m.Process == nil {
-				_ = c.send(&message{Op: "error", Err: toWire("exec", errors.New("connection already has a process"))})
+				_ = c.send(&reply{Op: "error", Err: toWire("exec", errors.New("connection already has a process"))})
 				break
 			}
 			p, err := sv.exec(c, m, files)
 			files = nil
 			if err != nil {
-				_ = c.send(&message{Op: "error", Err: toWire("exec", err)})
+				_ = c.send(&reply{Op: "error", Err: toWire("exec", err)})
 				break
 			}
 			bound = p

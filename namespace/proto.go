@@ -58,6 +58,21 @@ type message struct {
 	Stdio [3]bool `json:"stdio,omitempty"`
 }
 
+// reply is a message from the supervisor: the fields of message it sends,
+// with the same names, read as a message on the other side. It is a type of
+// its own because encoding/json builds the encoder of a type's whole graph
+// on its first use: for message (Config and everything below it) that cost
+// each container's init about 1 ms of CPU before it could say "started".
+type reply struct {
+	Op     string      `json:"op"`
+	Pid    int         `json:"pid,omitempty"`
+	Status *ExitStatus `json:"status,omitempty"`
+	Err    *wireError  `json:"err,omitempty"`
+	PidFD  bool        `json:"pidfd,omitempty"`
+	SelfFD bool        `json:"selffd,omitempty"`
+	Master bool        `json:"master,omitempty"`
+}
+
 // hostInfo is what the owner learns about the host once and passes on, so
 // the init does not have to.
 type hostInfo struct {
@@ -127,7 +142,8 @@ func socketPair() (*os.File, *os.File, error) {
 	return os.NewFile(uintptr(fds[0]), "berth-ctl"), os.NewFile(uintptr(fds[1]), "berth-ctl"), nil
 }
 
-func (c *conn) send(m *message, files ...*os.File) error {
+// send sends m, a *message or a *reply.
+func (c *conn) send(m any, files ...*os.File) error {
 	b, err := json.Marshal(m)
 	if err != nil {
 		return err

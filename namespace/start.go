@@ -635,7 +635,11 @@ func (p *Process) waitLoop() {
 		}
 	}
 	if p.reaped != nil {
+		tr := openTracer(os.Getenv(traceEnv), "owner")
+		tr.mark("status received")
 		st, err := p.reaped()
+		tr.mark("init reaped")
+		tr.close()
 		switch {
 		case got:
 		case err != nil:
