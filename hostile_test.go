@@ -1102,15 +1102,8 @@ func TestHostileImagesLoad(t *testing.T) {
 func FuzzLoadArchive(f *testing.F) {
 	rt := newHostileRuntime(f)
 	canary := newCanary(f)
-	l, d := okLayer(f)
-	f.Add(dockerArchive(f, l, d, nil))
-	f.Add(dockerArchive(f, gz(f, l), d, nil))
-	f.Add(ociImageArchive(f, l, nil))
-	for _, c := range loadCases() {
-		if c.bomb || strings.Contains(c.name, "17MB") {
-			continue
-		}
-		f.Add(c.archive(f, canary.dir))
+	for _, a := range loadSeeds(f, canary.dir) {
+		f.Add(a)
 	}
 	ctx := context.Background()
 	f.Fuzz(func(t *testing.T, data []byte) {
@@ -1134,4 +1127,36 @@ func FuzzLoadArchive(f *testing.F) {
 		}
 		canary.check(t, "fuzzed archive")
 	})
+}
+
+// loadSeeds are the seeds of FuzzLoadArchive: docker archives of a plain
+// and a gzip layer, an OCI archive, and the small hostile-load cases.
+func loadSeeds(t testing.TB, canary string) [][]byte {
+	l, d := okLayer(t)
+	out := [][]byte{dockerArchive(t, l, d, nil), dockerArchive(t, gz(t, l), d, nil), ociImageArchive(t, l, nil)}
+	for _, c := range loadCases() {
+		if c.bomb || strings.Contains(c.name, "17MB") {
+			continue
+		}
+		out = append(out, c.archive(t, canary))
+	}
+	return out
+}
+
+// TestWriteLoadFuzzSeeds regenerates testdata/fuzz/FuzzLoadArchive from
+// loadSeeds (BERTH_WRITE_SEEDS=1).
+func TestWriteLoadFuzzSeeds(t *testing.T) {
+	if os.Getenv("BERTH_WRITE_SEEDS") == "" {
+		t.Skip("set BERTH_WRITE_SEEDS=1 to regenerate the fuzz seeds")
+	}
+	dir := filepath.Join("testdata", "fuzz", "FuzzLoadArchive")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for i, a := range loadSeeds(t, "/nonexistent-canary") {
+		body := "go test fuzz v1\n[]byte(" + strconv.Quote(string(a)) + ")\n"
+		if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("seed-%d", i)), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
 }

@@ -7,8 +7,11 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -62,17 +65,9 @@ const childMark = "@CHILD@"
 // documented error kinds, and a manifest it accepts must be safe to act
 // on: valid digests, bounded sizes, layers the store can unpack.
 func FuzzManifestDecode(f *testing.F) {
-	cfg := `{"architecture":"amd64","os":"linux","config":{"User":"../../etc","Env":["NOEQUALS"]},"rootfs":{"type":"layers","diff_ids":["sha256:` + strings.Repeat("a", 64) + `"]}}`
-	l := `{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":"sha256:` + strings.Repeat("b", 64) + `","size":10}`
-	man := `{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:` + strings.Repeat("c", 64) + `","size":2},"layers":[` + l + `]}`
-	idx := `{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:` + childMark + `","size":` + strconv.Itoa(len(man)) + `,"platform":{"os":"linux","architecture":"amd64"}},{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:` + childMark + `","platform":{"os":"linux","architecture":"arm64","variant":"v8"}}]}`
-	f.Add([]byte(man), []byte(cfg), ocispec.MediaTypeImageManifest)
-	f.Add([]byte(idx), []byte(man), ocispec.MediaTypeImageIndex)
-	f.Add([]byte(idx), []byte(idx), "")
-	f.Add([]byte(strings.Replace(man, `"size":10`, `"size":4611686018427387904`, 1)), []byte(cfg), registryclient.MediaTypeDockerManifest)
-	f.Add([]byte(strings.Replace(man, "application/vnd.oci.image.config.v1+json", "application/vnd.oci.image.layer.v1.tar", 1)), []byte(`{}`), "")
-	f.Add([]byte(`{"schemaVersion":1,"fsLayers":[]}`), []byte(`null`), registryclient.MediaTypeDockerSchema1)
-	f.Add([]byte(`{"schemaVersion":2,"manifests":[{"digest":"sha256:../../x","platform":{"os":"linux","architecture":"amd64"}}]}`), []byte(``), "text/plain")
+	for _, sd := range manifestSeeds() {
+		f.Add(sd.top, sd.child, sd.ct)
+	}
 	limit := int64(1 << 30)
 	f.Fuzz(func(t *testing.T, top, child []byte, ct string) {
 		top = bytes.ReplaceAll(top, []byte(childMark), []byte(digest.FromBytes(child).Encoded()))
@@ -125,4 +120,46 @@ func FuzzManifestDecode(f *testing.F) {
 			_ = chainIDs(img.RootFS.DiffIDs)
 		}
 	})
+}
+
+type manifestSeed struct {
+	top, child []byte
+	ct         string
+}
+
+// manifestSeeds are the seeds of FuzzManifestDecode: a manifest, an index
+// (whose entries name the child manifest), an index naming itself, a huge
+// layer, a config typed as a layer, schema1 and a traversing digest.
+func manifestSeeds() []manifestSeed {
+	var seeds []manifestSeed
+	cfg := `{"architecture":"amd64","os":"linux","config":{"User":"../../etc","Env":["NOEQUALS"]},"rootfs":{"type":"layers","diff_ids":["sha256:` + strings.Repeat("a", 64) + `"]}}`
+	l := `{"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":"sha256:` + strings.Repeat("b", 64) + `","size":10}`
+	man := `{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"sha256:` + strings.Repeat("c", 64) + `","size":2},"layers":[` + l + `]}`
+	idx := `{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:` + childMark + `","size":` + strconv.Itoa(len(man)) + `,"platform":{"os":"linux","architecture":"amd64"}},{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"sha256:` + childMark + `","platform":{"os":"linux","architecture":"arm64","variant":"v8"}}]}`
+	seeds = append(seeds, manifestSeed{[]byte(man), []byte(cfg), ocispec.MediaTypeImageManifest})
+	seeds = append(seeds, manifestSeed{[]byte(idx), []byte(man), ocispec.MediaTypeImageIndex})
+	seeds = append(seeds, manifestSeed{[]byte(idx), []byte(idx), ""})
+	seeds = append(seeds, manifestSeed{[]byte(strings.Replace(man, `"size":10`, `"size":4611686018427387904`, 1)), []byte(cfg), registryclient.MediaTypeDockerManifest})
+	seeds = append(seeds, manifestSeed{[]byte(strings.Replace(man, "application/vnd.oci.image.config.v1+json", "application/vnd.oci.image.layer.v1.tar", 1)), []byte(`{}`), ""})
+	seeds = append(seeds, manifestSeed{[]byte(`{"schemaVersion":1,"fsLayers":[]}`), []byte(`null`), registryclient.MediaTypeDockerSchema1})
+	seeds = append(seeds, manifestSeed{[]byte(`{"schemaVersion":2,"manifests":[{"digest":"sha256:../../x","platform":{"os":"linux","architecture":"amd64"}}]}`), []byte(``), "text/plain"})
+	return seeds
+}
+
+// TestWriteManifestFuzzSeeds regenerates testdata/fuzz/FuzzManifestDecode
+// from manifestSeeds (BERTH_WRITE_SEEDS=1).
+func TestWriteManifestFuzzSeeds(t *testing.T) {
+	if os.Getenv("BERTH_WRITE_SEEDS") == "" {
+		t.Skip("set BERTH_WRITE_SEEDS=1 to regenerate the fuzz seeds")
+	}
+	dir := filepath.Join("testdata", "fuzz", "FuzzManifestDecode")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for i, sd := range manifestSeeds() {
+		body := "go test fuzz v1\n[]byte(" + strconv.Quote(string(sd.top)) + ")\n[]byte(" + strconv.Quote(string(sd.child)) + ")\nstring(" + strconv.Quote(sd.ct) + ")\n"
+		if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("seed-%d", i)), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
 }
