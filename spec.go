@@ -208,6 +208,35 @@ func ParseSignal(s string) (syscall.Signal, error) {
 	return 0, fmt.Errorf("signal %q: %w", s, ErrInvalid)
 }
 
+// maxUserLen bounds a "user[:group]" string: two names of at most
+// LOGIN_NAME_MAX (256) bytes and the colon.
+const maxUserLen = 2*256 + 1
+
+// checkProcessStrings refuses what an image (or the caller) may put in a
+// process's user, working directory, environment or arguments but no
+// process can have: a NUL byte (execve and the passwd lookup would cut or
+// refuse it), or a user longer than any passwd entry. The error wraps
+// ErrInvalid, at Start, instead of a failure deep in the init.
+func checkProcessStrings(user, cwd string, env, args []string) error {
+	if len(user) > maxUserLen || strings.ContainsRune(user, 0) {
+		return fmt.Errorf("user %.64q (%d bytes): not a valid user: %w", user, len(user), ErrInvalid)
+	}
+	if strings.ContainsRune(cwd, 0) {
+		return fmt.Errorf("working directory %.64q contains a NUL byte: %w", cwd, ErrInvalid)
+	}
+	for _, e := range env {
+		if strings.ContainsRune(e, 0) {
+			return fmt.Errorf("environment entry %.64q contains a NUL byte: %w", e, ErrInvalid)
+		}
+	}
+	for _, a := range args {
+		if strings.ContainsRune(a, 0) {
+			return fmt.Errorf("argument %.64q contains a NUL byte: %w", a, ErrInvalid)
+		}
+	}
+	return nil
+}
+
 // namespaceConfig turns the container's record into the init's config.
 func (c *Container) namespaceConfig(ctx context.Context, rootfs []mount.Mount) (*namespace.Config, error) {
 	cfg := &c.rec.Config
@@ -234,6 +263,9 @@ func (c *Container) namespaceConfig(ctx context.Context, rootfs []mount.Mount) (
 	user := cfg.User
 	if user == "" {
 		user = img.User()
+	}
+	if err := checkProcessStrings(user, cwd, c.rec.Env, c.rec.Args); err != nil {
+		return nil, err
 	}
 	n := &namespace.Config{
 		ID:             c.id,
