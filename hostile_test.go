@@ -655,6 +655,9 @@ func pullCases() []pullCase {
 		{name: "env-NUL", img: func(t testing.TB, _ string) rawImage {
 			return toolboxWithConfig(t, func(c *ocispec.ImageConfig) { c.Env = append(c.Env, "A=\x00b") })
 		}, run: startFails(berth.ErrInvalid)},
+		{name: "env-1MB", img: func(t testing.TB, _ string) rawImage {
+			return toolboxWithConfig(t, func(c *ocispec.ImageConfig) { c.Env = append(c.Env, "BIG="+strings.Repeat("e", 1<<20)) })
+		}, run: startFails(nil)},
 		{name: "workdir-dotdot", img: func(t testing.TB, _ string) rawImage {
 			return toolboxWithConfig(t, func(c *ocispec.ImageConfig) { c.WorkingDir = "../../../" })
 		}, run: func(t *testing.T, rt *berth.Runtime, img *berth.Image) {
