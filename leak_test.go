@@ -231,17 +231,19 @@ func isolateLeakHost(t *testing.T) {
 }
 
 // leakNoneKind is the i-th cycle without a network: mostly plain, and in
-// every ten one detached (control dir and socket), one with stdin, one on
-// a terminal and one exec'd into and killed.
+// every ten one whose start fails (a missing command), one detached
+// (control dir and socket), one with stdin, one on a terminal and one
+// exec'd into and killed.
 func leakNoneKind(i int) leakKind {
-	return leakKind{detached: i%10 == 3, stdin: i%10 == 5, tty: i%10 == 9, kill: i%10 == 7}
+	return leakKind{missing: i%10 == 1, detached: i%10 == 3, stdin: i%10 == 5, tty: i%10 == 9, kill: i%10 == 7}
 }
 
-// leakBridgeKind is the i-th cycle on the default bridge network: every other
-// one publishes a port (DNAT rules, a host port), one in ten is exec'd
-// into and killed.
+// leakBridgeKind is the i-th cycle on the default bridge network: every
+// other one publishes a port (DNAT rules, a host port); in every ten one
+// is exec'd into and killed, and one fails to start after it was attached
+// and its port published.
 func leakBridgeKind(i int) leakKind {
-	return leakKind{bridge: true, publish: i%2 == 1, kill: i%10 == 4}
+	return leakKind{bridge: true, publish: i%2 == 1, kill: i%10 == 4, missing: i%10 == 9}
 }
 
 // leakKind is one flavour of cycle.
@@ -252,6 +254,7 @@ type leakKind struct {
 	stdin    bool // stdin copied in (cat)
 	tty      bool // on a pseudo-terminal
 	kill     bool // exec in it while it runs, then delete it (Force) instead of waiting for its exit
+	missing  bool // its command does not exist: Start fails with exit code 127 and undoes what it made
 }
 
 func (k leakKind) String() string {
@@ -259,7 +262,7 @@ func (k leakKind) String() string {
 	for _, f := range []struct {
 		on   bool
 		name string
-	}{{k.bridge, "bridge"}, {k.publish, "publish"}, {k.detached, "detached"}, {k.stdin, "stdin"}, {k.tty, "tty"}, {k.kill, "exec+kill"}} {
+	}{{k.bridge, "bridge"}, {k.publish, "publish"}, {k.detached, "detached"}, {k.stdin, "stdin"}, {k.tty, "tty"}, {k.kill, "exec+kill"}, {k.missing, "failed start"}} {
 		if f.on {
 			parts = append(parts, f.name)
 		}
@@ -292,6 +295,9 @@ func leakCycle(ctx context.Context, rt *berth.Runtime, img *berth.Image, k leakK
 	if k.kill {
 		cfg.Cmd = []string{"sleep", "inf"}
 	}
+	if k.missing {
+		cfg.Cmd = []string{"no-such-command"}
+	}
 	c, err := rt.Create(ctx, cfg)
 	if err != nil {
 		return err
@@ -300,7 +306,15 @@ func leakCycle(ctx context.Context, rt *berth.Runtime, img *berth.Image, k leakK
 		_ = c.Delete(context.Background(), berth.DeleteOptions{Force: true})
 		return err
 	}
-	if err := c.Start(ctx); err != nil {
+	err = c.Start(ctx)
+	if k.missing {
+		var ee *berth.ExitError
+		if !errors.As(err, &ee) || ee.Code != 127 {
+			return fail(fmt.Errorf("start of a missing command: want exit code 127, got %v", err))
+		}
+		return c.Delete(ctx)
+	}
+	if err != nil {
 		return fail(err)
 	}
 	if k.kill {
@@ -390,7 +404,7 @@ func (lt *leakTimes) String() string {
 type leakSnapshot map[string]map[string]int
 
 // leakKinds are the kinds of a snapshot, in the order they are reported.
-var leakKinds = []string{"mounts", "cgroups", "links", "rules", "fds", "goroutines", "children", "root files", "control dirs"}
+var leakKinds = []string{"mounts", "cgroups", "links", "rules", "fds", "goroutines", "children", "root files", "control dirs", "run dir files"}
 
 // takeLeakSnapshot counts what this process has on the host.
 func takeLeakSnapshot(t *testing.T, root, parent string) leakSnapshot {
@@ -405,6 +419,8 @@ func takeLeakSnapshot(t *testing.T, root, parent string) leakSnapshot {
 		"children":     leakChildren(t),
 		"root files":   leakFiles(t, root),
 		"control dirs": leakEntries(t, filepath.Join(berth.DefaultRunDir, "c")),
+		// Host-wide state: the child's own /run/berth.
+		"run dir files": leakFiles(t, berth.DefaultRunDir),
 	}
 	return s
 }

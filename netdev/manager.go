@@ -157,6 +157,14 @@ func (m *Manager) init() error {
 			m.initErr = fmt.Errorf("netdev: netlink handle: %w", err)
 		}
 		m.delH = make(chan *netlink.Handle, 4)
+		// One idle deletion handle from the start (trimDelHandles keeps
+		// one), so the descriptors a Manager holds do not depend on
+		// whether a background deletion has happened yet.
+		if m.initErr == nil {
+			if h, err := netlink.NewHandleAt(m.hostNS, unix.NETLINK_ROUTE); err == nil {
+				m.delH <- h
+			}
+		}
 	})
 	return m.initErr
 }
