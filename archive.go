@@ -318,6 +318,21 @@ func extractArchive(ctx context.Context, r io.Reader, dir string) error {
 	}
 }
 
+// openArchiveFile opens the regular file at the cleaned archive path clean
+// under dir; a missing file, or a name that is the archive's directory or
+// one of its subdirectories ("", ".", "blobs"), wraps ErrInvalid.
+func openArchiveFile(dir, clean string) (*os.File, error) {
+	f, err := os.Open(filepath.Join(dir, filepath.FromSlash(clean)))
+	if err != nil {
+		return nil, fmt.Errorf("%v: %w", err, ErrInvalid)
+	}
+	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
+		f.Close()
+		return nil, fmt.Errorf("%q is not a file of the archive: %w", clean, ErrInvalid)
+	}
+	return f, nil
+}
+
 // readArchiveFile reads a small file of an extracted archive by its
 // archive path, refusing names that leave dir.
 func readArchiveFile(dir, name string, max int64) ([]byte, error) {
@@ -325,9 +340,9 @@ func readArchiveFile(dir, name string, max int64) ([]byte, error) {
 	if strings.Contains(name, "..") {
 		return nil, fmt.Errorf("archive path %q: %w", name, ErrInvalid)
 	}
-	f, err := os.Open(filepath.Join(dir, filepath.FromSlash(clean)))
+	f, err := openArchiveFile(dir, clean)
 	if err != nil {
-		return nil, fmt.Errorf("archive file %q: %w", name, ErrInvalid)
+		return nil, fmt.Errorf("archive file %q: %w", name, err)
 	}
 	defer f.Close()
 	b, err := io.ReadAll(io.LimitReader(f, max+1))
@@ -420,9 +435,9 @@ func (rt *Runtime) loadLayerFile(ctx context.Context, dir, name string, parent, 
 	if strings.Contains(name, "..") {
 		return ocispec.Descriptor{}, fmt.Errorf("path %q: %w", name, ErrInvalid)
 	}
-	f, err := os.Open(filepath.Join(dir, filepath.FromSlash(path.Clean("/"+name))))
+	f, err := openArchiveFile(dir, path.Clean("/"+name))
 	if err != nil {
-		return ocispec.Descriptor{}, fmt.Errorf("%v: %w", err, ErrInvalid)
+		return ocispec.Descriptor{}, err
 	}
 	defer f.Close()
 	mt, err := sniffLayerType(f)
@@ -614,5 +629,8 @@ func (rt *Runtime) loadBlobFile(ctx context.Context, p string, desc ocispec.Desc
 		return err
 	}
 	defer f.Close()
+	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
+		return fmt.Errorf("blob %s of the layout is not a file: %w", desc.Digest, ErrInvalid)
+	}
 	return rt.storeFile(ctx, desc, f)
 }

@@ -993,6 +993,22 @@ func loadCases() []loadCase {
 			l, d := okLayer(t)
 			return dockerArchive(t, l, d, func(m *[]map[string]any) { (*m)[0]["Layers"] = []string{"../../../../etc/passwd"} })
 		}},
+		{name: "layer-path-is-the-archive", want: berth.ErrInvalid, archive: func(t testing.TB, _ string) []byte {
+			l, d := okLayer(t)
+			return dockerArchive(t, l, d, func(m *[]map[string]any) { (*m)[0]["Layers"] = []string{"."} })
+		}},
+		{name: "oci-blob-is-a-directory", want: berth.ErrInvalid, archive: func(t testing.TB, _ string) []byte {
+			idx, blobs := ociImage(t, imagebuild.LayerTar([]imagebuild.File{imagebuild.Reg("d", 0o644, "d")}), nil)
+			ents := []archEnt{file("oci-layout", []byte(`{"imageLayoutVersion":"1.0.0"}`)), file("index.json", idx)}
+			for d, b := range blobs {
+				if bytes.HasPrefix(b, []byte{0x1f, 0x8b}) { // the layer
+					ents = append(ents, archEnt{&tar.Header{Name: "blobs/sha256/" + d.Encoded() + "/", Typeflag: tar.TypeDir, Mode: 0o755}, nil})
+					continue
+				}
+				ents = append(ents, file("blobs/sha256/"+d.Encoded(), b))
+			}
+			return archive(t, ents...)
+		}},
 		{name: "config-path-absolute", want: berth.ErrInvalid, archive: func(t testing.TB, _ string) []byte {
 			l, d := okLayer(t)
 			return dockerArchive(t, l, d, func(m *[]map[string]any) { (*m)[0]["Config"] = "/etc/passwd" })
