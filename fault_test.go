@@ -60,14 +60,16 @@ func TestPullThroughFaults(t *testing.T) {
 	}
 
 	// Resets every MiB and a few 503s: the pull completes, resuming
-	// instead of starting again.
+	// instead of starting again. A fresh root measures the bytes: the
+	// failed pull above may have left partial downloads of corrupt bytes,
+	// which the next pull must detect and fetch again (checked below).
 	proxy.SetRules(
 		faultproxy.Rule{Path: "/manifests/", Status: 503, Times: 2},
 		faultproxy.Rule{Path: "/blobs/", ResetEvery: 1 << 20},
 	)
 	proxy.ResetCounters()
-	img, err := rt.Pull(ctx, ref, berth.PullOptions{})
-	if err != nil {
+	fresh := newRuntime(t)
+	if _, err := fresh.Pull(ctx, ref, berth.PullOptions{}); err != nil {
 		t.Fatalf("pull through resets: %v", err)
 	}
 	var total int64
@@ -76,6 +78,11 @@ func TestPullThroughFaults(t *testing.T) {
 	}
 	if sent := proxy.BytesSent(); float64(sent) > 1.2*float64(total) {
 		t.Errorf("sent %d bytes for %d of blobs: resumes restarted from zero", sent, total)
+	}
+	// The root with the corrupt leftovers pulls through the same faults.
+	img, err := rt.Pull(ctx, ref, berth.PullOptions{})
+	if err != nil {
+		t.Fatalf("pull through resets after a corrupt pull: %v", err)
 	}
 	out, _, err := run(t, rt, berth.ContainerConfig{Image: img, Cmd: []string{"echo", "ok"}})
 	if err != nil || out != "ok\n" {

@@ -334,11 +334,22 @@ func (rt *Runtime) download(ctx context.Context, r registryclient.Reference, des
 	if unpack {
 		src := io.MultiReader(w.Partial(), body)
 		if _, err := rt.store.Unpack(ctx, src, desc.MediaType, parent, diffID); err != nil {
-			if badData(err) {
-				// The bytes themselves are bad: resuming from them can
-				// never succeed, so the partial download goes.
-				_ = w.Abort()
+			if !badData(err) {
+				return err
 			}
+			// The bytes are bad. Tell corruption in transit (the blob does
+			// not match its digest) from a layer that is bad as published:
+			// read the rest (bounded by the descriptor's size) and let the
+			// digest decide. Either way the partial download goes, since
+			// resuming from it can never succeed.
+			_, cerr := io.Copy(io.Discard, body) // the blob reader checks the digest at EOF
+			if cerr == nil {
+				cerr = w.Commit(ctx)
+			}
+			if errors.Is(cerr, ErrDigestMismatch) {
+				return fmt.Errorf("%w (unpacking failed first: %v)", cerr, err)
+			}
+			_ = w.Abort()
 			return err
 		}
 	}
