@@ -19,6 +19,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"os"
@@ -638,7 +639,12 @@ func cpLeftovers(t *testing.T, root, parent string, veths, bridges []string) []s
 		}
 	}
 	if len(idx) > 0 {
+		// Other tests change links at the same time: a dump the kernel
+		// interrupted is asked again.
 		links, err := netlink.LinkList()
+		for i := 0; errors.Is(err, netlink.ErrDumpInterrupted) && i < 50; i++ {
+			links, err = netlink.LinkList()
+		}
 		if err != nil {
 			t.Fatal(err)
 		}

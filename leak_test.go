@@ -584,6 +584,9 @@ func leakCgroups(parent string) map[string]int {
 func leakLinks(t *testing.T) map[string]int {
 	t.Helper()
 	links, err := netlink.LinkList()
+	for i := 0; errors.Is(err, netlink.ErrDumpInterrupted) && i < 50; i++ {
+		links, err = netlink.LinkList() // the kernel interrupted the dump: ask again
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
