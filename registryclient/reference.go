@@ -100,7 +100,7 @@ func ParseReference(s string) (Reference, error) {
 	domain, remainder := DockerHub, rest
 	if i := strings.IndexByte(rest, '/'); i >= 0 {
 		first := rest[:i]
-		if strings.ContainsAny(first, ".:") || first == "localhost" || strings.ToLower(first) != first {
+		if looksLikeRegistry(first) {
 			domain, remainder = first, rest[i+1:]
 		}
 	} else if strings.ContainsAny(rest, ":[]") {
@@ -201,7 +201,18 @@ func (r Reference) FamiliarName() string {
 	if rest, ok := strings.CutPrefix(r.Repository, "library/"); ok && !strings.Contains(rest, "/") {
 		return rest
 	}
+	// A first component that looks like a registry ("0.0/x", "localhost/x")
+	// would be read back as one: keep the docker.io prefix then.
+	if first, _, ok := strings.Cut(r.Repository, "/"); ok && looksLikeRegistry(first) {
+		return r.Name()
+	}
 	return r.Repository
+}
+
+// looksLikeRegistry reports whether the first component of a name is taken
+// as a registry host, as Docker reads names.
+func looksLikeRegistry(first string) bool {
+	return strings.ContainsAny(first, ".:") || first == "localhost" || strings.ToLower(first) != first
 }
 
 // Familiar is the short form Docker prints: "alpine:latest",
