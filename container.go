@@ -3,6 +3,7 @@
 package berth
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -189,20 +190,26 @@ type State struct {
 
 // record is what is persisted of a container in <root>/containers/<id>.
 type record struct {
-	ID          string             `json:"id"`
-	Name        string             `json:"name,omitempty"`
-	ImageName   string             `json:"imageName"`
-	ImageDigest digest.Digest      `json:"imageDigest"`
-	ImageID     digest.Digest      `json:"imageID"`
-	Chain       digest.Digest      `json:"chain,omitempty"`
-	Config      ContainerConfig    `json:"config"`
-	Args        []string           `json:"args"`
-	Env         []string           `json:"env"`
-	Created     time.Time          `json:"created"`
-	State       State              `json:"state"`
-	Owner       int                `json:"owner,omitempty"`
-	Endpoints   []*netdev.Endpoint `json:"endpoints,omitempty"`
-	ControlDir  string             `json:"controlDir,omitempty"`
+	ID          string          `json:"id"`
+	Name        string          `json:"name,omitempty"`
+	ImageName   string          `json:"imageName"`
+	ImageDigest digest.Digest   `json:"imageDigest"`
+	ImageID     digest.Digest   `json:"imageID"`
+	Chain       digest.Digest   `json:"chain,omitempty"`
+	Config      ContainerConfig `json:"config"`
+	Args        []string        `json:"args"`
+	Env         []string        `json:"env"`
+	// Cwd, User, StopSignal and Ports are the config merged with the
+	// image's, resolved once at Create so that a start reads no image.
+	Cwd        string             `json:"cwd,omitempty"`
+	User       string             `json:"user,omitempty"`
+	StopSignal string             `json:"stopSignal,omitempty"`
+	Ports      []PortMapping      `json:"ports,omitempty"`
+	Created    time.Time          `json:"created"`
+	State      State              `json:"state"`
+	Owner      int                `json:"owner,omitempty"`
+	Endpoints  []*netdev.Endpoint `json:"endpoints,omitempty"`
+	ControlDir string             `json:"controlDir,omitempty"`
 }
 
 // Container is a container of a Runtime. Its methods are safe for
@@ -262,6 +269,10 @@ func (rt *Runtime) Create(ctx context.Context, cfg ContainerConfig) (*Container,
 		Config:      cfg,
 		Args:        mergeArgs(cfg.Image, &cfg),
 		Env:         mergeEnv(cfg.Image, &cfg, id),
+		Cwd:         cmp.Or(cfg.WorkingDir, cfg.Image.WorkingDir()),
+		User:        cmp.Or(cfg.User, cfg.Image.User()),
+		StopSignal:  cmp.Or(cfg.StopSignal, cfg.Image.StopSignal(), "SIGTERM"),
+		Ports:       publishedPorts(cfg.Image, &cfg),
 		Created:     time.Now().UTC(),
 		State:       State{Status: StatusCreated},
 	}
@@ -411,15 +422,20 @@ func (rt *Runtime) Container(ctx context.Context, idOrName string) (*Container, 
 	default:
 		return nil, fmt.Errorf("container %s: prefix matches %d containers: %w", idOrName, len(found), ErrInvalid)
 	}
-	r := found[0]
+	return rt.handle(ctx, found[0]), nil
+}
+
+// handle returns the live container of record r, or a new handle on it
+// brought up to date.
+func (rt *Runtime) handle(ctx context.Context, r record) *Container {
 	rt.mu.Lock()
 	defer rt.mu.Unlock()
 	if c, ok := rt.live[r.ID]; ok {
-		return c, nil
+		return c
 	}
 	c := &Container{rt: rt, id: r.ID, dir: rt.containerDir(r.ID), rec: r, cfg: r.Config}
 	c.refresh(ctx, true)
-	return c, nil
+	return c
 }
 
 // Containers lists the containers of the root; all=false lists only the
@@ -431,10 +447,7 @@ func (rt *Runtime) Containers(ctx context.Context, all bool) ([]*Container, erro
 	}
 	var out []*Container
 	for _, r := range recs {
-		c, err := rt.Container(ctx, r.ID)
-		if err != nil {
-			continue
-		}
+		c := rt.handle(ctx, r)
 		if all || c.State().Running {
 			out = append(out, c)
 		}

@@ -10,21 +10,25 @@ import (
 	"testing"
 )
 
-// TestDependenciesPointDown pins what each lower package may import from
-// this module: the lower packages never import berth or each other sideways,
-// so each is usable on its own.
+// TestDependenciesPointDown pins what each lower package may import, so
+// each is usable on its own: of this module (never berth, never a sibling
+// sideways), and where a package promises a small footprint, of other
+// modules too. This is the one dependency pin of the module.
 func TestDependenciesPointDown(t *testing.T) {
 	const mod = "github.com/berthrt/berth"
-	allowed := map[string][]string{
-		"errdefs":        {},
-		"mount":          {},
-		"registryclient": {"errdefs", "internal/"},
-		"layer":          {"errdefs", "mount", "internal/"},
-		"namespace":      {"errdefs", "mount", "namespace/", "internal/"},
-		"cgroup":         {"errdefs", "internal/"},
-		"netdev":         {"errdefs", "internal/"},
+	rules := map[string]struct {
+		module   []string // paths of this module ("x/" allows a subtree)
+		external []string // other modules; nil allows any
+	}{
+		"errdefs":        {module: []string{}, external: []string{}},
+		"mount":          {module: []string{}},
+		"registryclient": {module: []string{"errdefs"}, external: []string{"github.com/opencontainers/go-digest", "github.com/opencontainers/image-spec/specs-go/v1"}},
+		"layer":          {module: []string{"errdefs", "mount", "internal/"}},
+		"namespace":      {module: []string{"errdefs", "mount", "namespace/", "internal/"}},
+		"cgroup":         {module: []string{"errdefs"}, external: []string{"golang.org/x/sys/unix", "github.com/containerd/cgroups/v3"}},
+		"netdev":         {module: []string{"errdefs", "internal/fsutil", "internal/ids"}},
 	}
-	for dir, ok := range allowed {
+	for dir, rule := range rules {
 		err := filepath.WalkDir(dir, func(path string, d os.DirEntry, err error) error {
 			if err != nil {
 				return err
@@ -44,12 +48,14 @@ func TestDependenciesPointDown(t *testing.T) {
 			}
 			for _, imp := range f.Imports {
 				p, _ := strconv.Unquote(imp.Path.Value)
-				if !strings.HasPrefix(p, mod) {
-					continue
-				}
-				rel := strings.TrimPrefix(strings.TrimPrefix(p, mod), "/")
-				if rel == "" || !permitted(rel, dir, ok) {
-					t.Errorf("%s imports %s: %s may only import %v of this module", path, p, dir, ok)
+				switch {
+				case strings.HasPrefix(p, mod):
+					rel := strings.TrimPrefix(strings.TrimPrefix(p, mod), "/")
+					if rel == "" || !permitted(rel, dir, rule.module) {
+						t.Errorf("%s imports %s: %s may only import %v of this module", path, p, dir, rule.module)
+					}
+				case rule.external != nil && strings.Contains(strings.SplitN(p, "/", 2)[0], ".") && !permitted(p, "", rule.external):
+					t.Errorf("%s imports %s: %s may only import %v outside the standard library", path, p, dir, rule.external)
 				}
 			}
 			return nil
@@ -61,7 +67,7 @@ func TestDependenciesPointDown(t *testing.T) {
 }
 
 func permitted(rel, self string, ok []string) bool {
-	if rel == self || strings.HasPrefix(rel, self+"/") {
+	if self != "" && (rel == self || strings.HasPrefix(rel, self+"/")) {
 		return true
 	}
 	for _, a := range ok {

@@ -89,7 +89,7 @@ func (rt *Runtime) Import(ctx context.Context, r io.Reader, opts ImportOptions) 
 func (rt *Runtime) storeFile(ctx context.Context, desc ocispec.Descriptor, f io.Reader) error {
 	w, err := rt.store.Writer(ctx, desc)
 	if err != nil {
-		if isAlreadyExists(err) {
+		if errors.Is(err, ErrAlreadyExists) {
 			return nil
 		}
 		return err
@@ -160,8 +160,4 @@ func (rt *Runtime) writeImage(ctx context.Context, name string, cfg ocispec.Imag
 	}
 	out.Name = name
 	return out, nil
-}
-
-func isAlreadyExists(err error) bool {
-	return err != nil && errors.Is(err, ErrAlreadyExists)
 }

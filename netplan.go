@@ -3,6 +3,7 @@
 package berth
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"net/netip"
@@ -25,7 +26,9 @@ type netPlan struct {
 	mode      string // "none", "host", "container", "bridge"
 	networks  []string
 	hostsPath string
-	endpoints []*netdev.Endpoint
+	// extraHosts are the parsed --add-host entries.
+	extraHosts []netdev.HostsEntry
+	endpoints  []*netdev.Endpoint
 }
 
 // networkPlan sets the network fields of n and writes the container's
@@ -105,6 +108,7 @@ func (c *Container) writeNetFiles(p *netPlan, n *namespace.Config) error {
 	if err != nil {
 		return err
 	}
+	p.extraHosts = extra
 	switch p.mode {
 	case "host":
 		b, _ := os.ReadFile("/etc/hosts")
@@ -151,25 +155,7 @@ func (p *netPlan) attach(ctx context.Context, pid int) error {
 		return nil
 	}
 	cfg := &p.c.rec.Config
-	img, err := p.c.rt.imageByDigest(p.c.rec.ImageDigest)
-	if err != nil {
-		return err
-	}
-	ports := append([]PortMapping{}, cfg.Publish...)
-	if cfg.PublishAll {
-		for _, e := range img.ExposedPorts() {
-			port, proto, _ := strings.Cut(e, "/")
-			n, err := strconv.ParseUint(port, 10, 16)
-			if err != nil {
-				continue
-			}
-			if proto == "" {
-				proto = "tcp"
-			}
-			ports = append(ports, PortMapping{ContainerPort: uint16(n), Protocol: proto})
-		}
-	}
-	extra, _ := parseExtraHosts(cfg.ExtraHosts)
+	ports := p.c.rec.Ports
 	hostname := cfg.Hostname
 	if hostname == "" {
 		hostname = ids.Short(p.c.id)
@@ -183,7 +169,7 @@ func (p *netPlan) attach(ctx context.Context, pid int) error {
 			Aliases:     cfg.NetworkAliases,
 			HostsPath:   p.hostsPath,
 			Hostname:    hostname,
-			ExtraHosts:  extra,
+			ExtraHosts:  p.extraHosts,
 		}
 		if i == 0 {
 			ec.Ports = ports
@@ -228,4 +214,22 @@ func loopbackUp(pid int) error {
 		return err
 	}
 	return h.LinkSetUp(lo)
+}
+
+// publishedPorts are the ports a container publishes: cfg.Publish, and
+// with PublishAll every port the image exposes, on a free host port.
+func publishedPorts(img *Image, cfg *ContainerConfig) []PortMapping {
+	ports := append([]PortMapping{}, cfg.Publish...)
+	if !cfg.PublishAll {
+		return ports
+	}
+	for _, e := range img.ExposedPorts() {
+		port, proto, _ := strings.Cut(e, "/")
+		n, err := strconv.ParseUint(port, 10, 16)
+		if err != nil {
+			continue
+		}
+		ports = append(ports, PortMapping{ContainerPort: uint16(n), Protocol: cmp.Or(proto, "tcp")})
+	}
+	return ports
 }

@@ -3,6 +3,7 @@
 package berth
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -225,21 +226,8 @@ func (rt *Runtime) fetchSmall(ctx context.Context, r registryclient.Reference, d
 
 // putBlob stores b (already verified, or verified by Commit) as desc.
 func (rt *Runtime) putBlob(ctx context.Context, desc ocispec.Descriptor, b []byte) error {
-	w, err := rt.store.Writer(ctx, ocispec.Descriptor{MediaType: desc.MediaType, Digest: desc.Digest, Size: int64(len(b))})
-	if errors.Is(err, ErrAlreadyExists) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	defer w.Close()
-	if w.Offset() > 0 {
-		b = b[min(w.Offset(), int64(len(b))):]
-	}
-	if _, err := w.Write(b); err != nil {
-		return err
-	}
-	return w.Commit(ctx)
+	desc = ocispec.Descriptor{MediaType: desc.MediaType, Digest: desc.Digest, Size: int64(len(b))}
+	return rt.storeFile(ctx, desc, bytes.NewReader(b))
 }
 
 // badData reports whether err says the bytes were wrong (as opposed to the

@@ -248,22 +248,11 @@ func (c *Container) namespaceConfig(ctx context.Context, rootfs []mount.Mount) (
 	if err != nil {
 		return nil, err
 	}
-	img, err := c.rt.imageByDigest(c.rec.ImageDigest)
-	if err != nil {
-		return nil, err
-	}
 	hostname := cfg.Hostname
 	if hostname == "" {
 		hostname = ids.Short(c.id)
 	}
-	cwd := cfg.WorkingDir
-	if cwd == "" {
-		cwd = img.WorkingDir()
-	}
-	user := cfg.User
-	if user == "" {
-		user = img.User()
-	}
+	cwd, user := c.rec.Cwd, c.rec.User
 	if err := checkProcessStrings(user, cwd, c.rec.Env, c.rec.Args); err != nil {
 		return nil, err
 	}

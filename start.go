@@ -296,7 +296,7 @@ func (c *Container) Stop(ctx context.Context, timeout time.Duration) error {
 	if timeout <= 0 {
 		timeout = 10 * time.Second
 	}
-	sig, err := ParseSignal(c.stopSignal())
+	sig, err := ParseSignal(c.rec.StopSignal)
 	if err != nil {
 		sig = syscall.SIGTERM
 	}
@@ -316,16 +316,6 @@ func (c *Container) Stop(ctx context.Context, timeout time.Duration) error {
 		return err
 	}
 	return nil
-}
-
-func (c *Container) stopSignal() string {
-	if s := c.rec.Config.StopSignal; s != "" {
-		return s
-	}
-	if img, err := c.rt.imageByDigest(c.rec.ImageDigest); err == nil && img.StopSignal() != "" {
-		return img.StopSignal()
-	}
-	return "SIGTERM"
 }
 
 // DeleteOptions configure Delete.

@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"io"
-	"os"
 
 	"github.com/berthrt/berth"
 	"github.com/spf13/cobra"
@@ -66,16 +65,7 @@ func exportCommand(g *globalFlags) *cobra.Command {
 		Short: "Write a container's file system as a tar",
 		Args:  cobra.ExactArgs(1),
 		RunE: g.withContainer(0, func(cmd *cobra.Command, c *berth.Container, args []string) error {
-			w := io.Writer(os.Stdout)
-			if out != "" {
-				f, err := os.Create(out)
-				if err != nil {
-					return err
-				}
-				defer f.Close()
-				w = f
-			}
-			return c.Export(cmd.Context(), w)
+			return writeOutput(out, func(w io.Writer) error { return c.Export(cmd.Context(), w) })
 		}),
 	}
 	cmd.Flags().StringVarP(&out, "output", "o", "", "file to write (default stdout)")

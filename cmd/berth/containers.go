@@ -148,19 +148,11 @@ func (f *runFlags) config(ctx context.Context, rt *berth.Runtime, args []string)
 			cfg.Labels[k] = v
 		}
 	}
-	for _, v := range f.volumes {
-		m, err := parseVolume(v)
-		if err != nil {
-			return cfg, err
-		}
-		cfg.Mounts = append(cfg.Mounts, m)
+	if cfg.Mounts, err = appendParsed(cfg.Mounts, f.volumes, parseVolume); err != nil {
+		return cfg, err
 	}
-	for _, v := range f.mounts {
-		m, err := parseMount(v)
-		if err != nil {
-			return cfg, err
-		}
-		cfg.Mounts = append(cfg.Mounts, m)
+	if cfg.Mounts, err = appendParsed(cfg.Mounts, f.mounts, parseMount); err != nil {
+		return cfg, err
 	}
 	for _, t := range f.tmpfs {
 		dst, opts, _ := strings.Cut(t, ":")
@@ -187,19 +179,11 @@ func (f *runFlags) config(ctx context.Context, rt *berth.Runtime, args []string)
 			return cfg, fmt.Errorf("--security-opt %q: %w", o, berth.ErrInvalid)
 		}
 	}
-	for _, u := range f.ulimits {
-		ul, err := parseUlimit(u)
-		if err != nil {
-			return cfg, err
-		}
-		cfg.Ulimits = append(cfg.Ulimits, ul)
+	if cfg.Ulimits, err = appendParsed(cfg.Ulimits, f.ulimits, parseUlimit); err != nil {
+		return cfg, err
 	}
-	for _, p := range f.publish {
-		pm, err := parsePublish(p)
-		if err != nil {
-			return cfg, err
-		}
-		cfg.Publish = append(cfg.Publish, pm)
+	if cfg.Publish, err = appendParsed(cfg.Publish, f.publish, parsePublish); err != nil {
+		return cfg, err
 	}
 	r := &cfg.Resources
 	if r.Memory, err = parseBytes("--memory", f.memory); err != nil {
@@ -924,4 +908,16 @@ func updateCommand(g *globalFlags) *cobra.Command {
 	fs.Int64Var(&f.pidsLimit, "pids-limit", 0, "max number of processes")
 	fs.Uint16Var(&f.blkioWeight, "blkio-weight", 0, "block io weight 10-1000")
 	return cmd
+}
+
+// appendParsed parses every flag value with parse and appends the results.
+func appendParsed[T any](dst []T, values []string, parse func(string) (T, error)) ([]T, error) {
+	for _, v := range values {
+		x, err := parse(v)
+		if err != nil {
+			return dst, err
+		}
+		dst = append(dst, x)
+	}
+	return dst, nil
 }

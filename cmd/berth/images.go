@@ -182,16 +182,9 @@ func saveCommand(g *globalFlags) *cobra.Command {
 				}
 				return rt.SaveLayout(cmd.Context(), out, args)
 			}
-			w := io.Writer(os.Stdout)
-			if out != "" {
-				f, err := os.Create(out)
-				if err != nil {
-					return err
-				}
-				defer f.Close()
-				w = f
-			}
-			return rt.Save(cmd.Context(), w, args, berth.SaveOptions{Format: berth.ArchiveFormat(format)})
+			return writeOutput(out, func(w io.Writer) error {
+				return rt.Save(cmd.Context(), w, args, berth.SaveOptions{Format: berth.ArchiveFormat(format)})
+			})
 		}),
 	}
 	cmd.Flags().StringVarP(&out, "output", "o", "", "file to write (default stdout)")
@@ -213,15 +206,11 @@ func loadCommand(g *globalFlags) *cobra.Command {
 					return err
 				}
 			} else {
-				r := io.Reader(os.Stdin)
-				if in != "" {
-					f, err := os.Open(in)
-					if err != nil {
-						return err
-					}
-					defer f.Close()
-					r = f
+				r, closeIn, err := openInput(in)
+				if err != nil {
+					return err
 				}
+				defer closeIn()
 				imgs, err = rt.Load(cmd.Context(), r)
 				if err != nil {
 					return err
@@ -248,15 +237,15 @@ func importCommand(g *globalFlags) *cobra.Command {
 		Short: "Make an image from a flat rootfs tarball",
 		Args:  cobra.RangeArgs(1, 2),
 		RunE: g.withRuntime(func(cmd *cobra.Command, rt *berth.Runtime, args []string) error {
-			r := io.Reader(os.Stdin)
-			if args[0] != "-" {
-				f, err := os.Open(args[0])
-				if err != nil {
-					return err
-				}
-				defer f.Close()
-				r = f
+			in := args[0]
+			if in == "-" {
+				in = ""
 			}
+			r, closeIn, err := openInput(in)
+			if err != nil {
+				return err
+			}
+			defer closeIn()
 			opts := berth.ImportOptions{}
 			if len(args) == 2 {
 				opts.Ref = args[1]
@@ -296,4 +285,33 @@ func trimNewline(s string) string {
 		s = s[:len(s)-1]
 	}
 	return s
+}
+
+// writeOutput runs fn on the file out (created), or on stdout when out is
+// empty, and reports the file's close error too.
+func writeOutput(out string, fn func(io.Writer) error) error {
+	if out == "" {
+		return fn(os.Stdout)
+	}
+	f, err := os.Create(out)
+	if err != nil {
+		return err
+	}
+	if err := fn(f); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// openInput opens the file in, or stdin when in is empty.
+func openInput(in string) (io.Reader, func(), error) {
+	if in == "" {
+		return os.Stdin, func() {}, nil
+	}
+	f, err := os.Open(in)
+	if err != nil {
+		return nil, nil, err
+	}
+	return f, func() { f.Close() }, nil
 }

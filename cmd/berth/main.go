@@ -1,8 +1,9 @@
 // Command berth is a docker-like command line over the berth library, for
 // people, scripts and benchmarks. It uses only berth's exported API, with one
 // exception: it is also a multi-call binary that behaves as berth's test
-// "toolbox" (internal/toolbox) when invoked under an applet's name, which is
-// how `berth toolbox-image` makes a runnable image with no registry in reach.
+// "toolbox" (internal/toolbox) when invoked under an applet's name, and
+// `berth toolbox-image` lays itself out as that image (internal/imagebuild),
+// which is how a container runs with no registry in reach.
 //
 // Exit status: 0 on success; the container's status for run and start -a;
 // 125 with a one-line error when berth itself fails.

@@ -1,17 +1,13 @@
 package main
 
 import (
-	"archive/tar"
 	"bytes"
 	"debug/elf"
 	"fmt"
 	"os"
-	"path"
-	"strings"
-	"time"
 
 	"github.com/berthrt/berth"
-	"github.com/berthrt/berth/internal/toolbox"
+	"github.com/berthrt/berth/internal/imagebuild"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/spf13/cobra"
 )
@@ -67,52 +63,7 @@ func toolboxLayer() ([]byte, error) {
 			}
 		}
 	}
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	now := time.Unix(0, 0)
-	add := func(h *tar.Header, data []byte) error {
-		h.ModTime = now
-		h.Format = tar.FormatPAX
-		if err := tw.WriteHeader(h); err != nil {
-			return err
-		}
-		_, err := tw.Write(data)
-		return err
-	}
-	dirs := []struct {
-		name string
-		mode int64
-	}{{"bin", 0o755}, {"etc", 0o755}, {"tmp", 0o1777}, {"root", 0o700}, {"home", 0o755}, {"home/tester", 0o755}}
-	for _, d := range dirs {
-		h := &tar.Header{Name: d.name + "/", Typeflag: tar.TypeDir, Mode: d.mode}
-		if d.name == "home/tester" {
-			h.Uid, h.Gid = 1000, 1000
-		}
-		if err := add(h, nil); err != nil {
-			return nil, err
-		}
-	}
-	if err := add(&tar.Header{Name: "bin/toolbox", Typeflag: tar.TypeReg, Mode: 0o755, Size: int64(len(exe))}, exe); err != nil {
-		return nil, err
-	}
-	for _, a := range toolbox.Applets() {
-		if err := add(&tar.Header{Name: path.Join("bin", a), Typeflag: tar.TypeSymlink, Linkname: "toolbox", Mode: 0o777}, nil); err != nil {
-			return nil, err
-		}
-	}
-	passwd := strings.Join([]string{
-		"root:x:0:0:root:/root:/bin/sh",
-		"daemon:x:1:1:daemon:/usr/sbin:/bin/false",
-		"tester:x:1000:1000:tester:/home/tester:/bin/sh",
-		"nobody:x:65534:65534:nobody:/nonexistent:/bin/false", ""}, "\n")
-	group := strings.Join([]string{"root:x:0:", "daemon:x:1:", "tty:x:5:", "tester:x:1000:", "extra:x:2000:tester", "nogroup:x:65534:", ""}, "\n")
-	for _, f := range [][2]string{{"etc/passwd", passwd}, {"etc/group", group}} {
-		if err := add(&tar.Header{Name: f[0], Typeflag: tar.TypeReg, Mode: 0o644, Size: int64(len(f[1]))}, []byte(f[1])); err != nil {
-			return nil, err
-		}
-	}
-	if err := tw.Close(); err != nil {
-		return nil, err
-	}
-	return buf.Bytes(), nil
+	// The same rootfs the tests' toolbox image has: /bin/toolbox, a link
+	// per applet, /etc/passwd and /etc/group.
+	return imagebuild.LayerTar(imagebuild.Toolbox(exe)), nil
 }
