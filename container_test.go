@@ -36,12 +36,20 @@ func randHex(n int) string {
 // newRuntime opens a runtime on a fresh root, with its own cgroup parent,
 // and checks after the test that nothing it made is left: no mount under
 // the root, no cgroup, no container.
-func newRuntime(t *testing.T) *berth.Runtime {
+func newRuntime(t testing.TB) *berth.Runtime {
+	t.Helper()
+	return newRuntimeWith(t, berth.Config{})
+}
+
+// newRuntimeWith is newRuntime with cfg's other fields (Root and
+// CgroupParent are the test's own).
+func newRuntimeWith(t testing.TB, cfg berth.Config) *berth.Runtime {
 	t.Helper()
 	testutil.RequiresRoot(t)
 	root := t.TempDir()
 	parent := "berth-test-" + randHex(4)
-	rt, err := berth.New(berth.Config{Root: root, CgroupParent: parent})
+	cfg.Root, cfg.CgroupParent = root, parent
+	rt, err := berth.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

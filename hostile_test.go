@@ -24,7 +24,6 @@ import (
 	"time"
 
 	"github.com/berthrt/berth"
-	"github.com/berthrt/berth/cgroup"
 	"github.com/berthrt/berth/internal/imagebuild"
 	"github.com/berthrt/berth/internal/registrytest"
 	"github.com/berthrt/berth/internal/testutil"
@@ -53,31 +52,7 @@ var hostileLimits = layer.ApplyOptions{MaxEntries: 20000, MaxBytes: 256 << 20}
 // newHostileRuntime is newRuntime with hostileLimits.
 func newHostileRuntime(t testing.TB) *berth.Runtime {
 	t.Helper()
-	testutil.RequiresRoot(t)
-	root := t.TempDir()
-	parent := "berth-test-" + randHex(4)
-	rt, err := berth.New(berth.Config{Root: root, CgroupParent: parent, LayerLimits: hostileLimits})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx := context.Background()
-		cs, _ := rt.Containers(ctx, true)
-		for _, c := range cs {
-			if err := c.Delete(ctx, berth.DeleteOptions{Force: true}); err != nil {
-				t.Errorf("delete %s: %v", c.ID(), err)
-			}
-		}
-		rt.Close()
-		mi, _ := os.ReadFile("/proc/self/mountinfo")
-		if strings.Contains(string(mi), root) {
-			t.Errorf("a mount under %s survived the test", root)
-		}
-		if err := cgroup.Cleanup(parent, nil); err != nil {
-			t.Errorf("cgroup cleanup: %v", err)
-		}
-	})
-	return rt
+	return newRuntimeWith(t, berth.Config{LayerLimits: hostileLimits})
 }
 
 // rawManifest is a manifest or index as bytes, with its media type.
