@@ -69,7 +69,11 @@ func helperMain() {
 			go func(p string) {
 				defer close(stopped)
 				for i := 0; ; i++ {
-					os.WriteFile(p, []byte(strconv.Itoa(i)), 0o644)
+					// Write and rename: a freeze between a plain
+					// WriteFile's truncate and write would leave the
+					// file empty while frozen.
+					os.WriteFile(p+".tmp", []byte(strconv.Itoa(i)), 0o644)
+					os.Rename(p+".tmp", p)
 					select {
 					case <-stop:
 						return
