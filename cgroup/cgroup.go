@@ -53,7 +53,12 @@ type Cgroup struct {
 	// v2 is the unified directory: the only one on v2, the companion on
 	// hybrid, "" on v1-only hosts.
 	v2 string
+	// pds are the held parents of dirs, index for index, from New to the
+	// end of Delete; nil for a group from Load. While they are held, the
+	// group's files are opened relative to them (at).
+	pds []*parentDir
 
+	delMu   sync.Mutex // one Delete at a time: the last one releases pds
 	mu      sync.Mutex
 	res     Resources
 	fd      int // O_PATH fd of v2 for CLONE_INTO_CGROUP; -1 when none
@@ -142,14 +147,15 @@ func New(ctx context.Context, cfg Config) (*Cgroup, error) {
 		return nil, err
 	}
 	c.fresh = true
-	for i, d := range c.dirs {
-		if err := c.mkdir(d); err != nil {
-			c.rmdirs(c.dirs[:i])
+	c.pds = make([]*parentDir, len(c.dirs))
+	for i := range c.dirs {
+		if err := c.mkdir(i); err != nil {
+			c.rmdirs()
 			return nil, err
 		}
 	}
 	if err := c.apply(&Resources{}, &cfg.Resources, true); err != nil {
-		c.rmdirs(c.dirs)
+		c.rmdirs()
 		c.closeFDs()
 		return nil, err
 	}
@@ -157,7 +163,7 @@ func New(ctx context.Context, cfg Config) (*Cgroup, error) {
 	if c.h.v2limits() {
 		fd, err := unix.Open(c.v2, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 		if err != nil {
-			c.rmdirs(c.dirs)
+			c.rmdirs()
 			c.closeFDs()
 			return nil, fmt.Errorf("cgroup: open %s: %w", c.v2, err)
 		}
@@ -187,29 +193,31 @@ func Load(cfg Config) (*Cgroup, error) {
 	return c, nil
 }
 
-// parentsReady remembers the parent directories this process has set up
-// (cpuset filled, v2 controllers enabled), so that work is done once even
-// when the parent was made by someone else.
-var parentsReady sync.Map
-
-// mkdir creates one directory of the group, and its parent on first use.
-func (c *Cgroup) mkdir(d string) error {
-	if pd := filepath.Dir(d); !isReady(pd) {
-		if err := c.ensureParent(pd); err != nil {
+// mkdir creates the group's directory dirs[i] under its held parent, and
+// sets the parent up on first use in this process (even when someone else
+// made it), so that work is done once.
+func (c *Cgroup) mkdir(i int) error {
+	d, pdir := c.dirs[i], filepath.Dir(c.dirs[i])
+	p, err := c.h.acquireParent(pdir, c.ensureParent)
+	if err != nil {
+		return err
+	}
+	err = mkdirat(p.fd, c.name)
+	if err == unix.ENOENT {
+		// The parent was removed since this process set it up.
+		c.h.dropParent(pdir, p)
+		c.h.releaseParent(p)
+		if p, err = c.h.acquireParent(pdir, c.ensureParent); err != nil {
 			return err
 		}
-		parentsReady.Store(pd, true)
+		err = mkdirat(p.fd, c.name)
 	}
-	err := mkdir(d)
-	if err == unix.ENOENT {
-		if err = c.ensureParent(filepath.Dir(d)); err == nil {
-			err = mkdir(d)
-		}
-	}
-	switch {
-	case err == nil:
+	if err == nil {
+		c.pds[i] = p
 		return nil
-	case err == unix.EEXIST:
+	}
+	c.h.releaseParent(p)
+	if err == unix.EEXIST {
 		return fmt.Errorf("cgroup: create %s: %w", d, errdefs.ErrAlreadyExists)
 	}
 	return fmt.Errorf("cgroup: create %s: %w", d, err)
@@ -218,9 +226,42 @@ func (c *Cgroup) mkdir(d string) error {
 func mkdir(d string) error { return retryEINTR(func() error { return unix.Mkdir(d, 0o755) }) }
 func rmdir(d string) error { return retryEINTR(func() error { return unix.Rmdir(d) }) }
 
-func isReady(dir string) bool {
-	_, ok := parentsReady.Load(dir)
-	return ok
+func mkdirat(fd int, name string) error {
+	return retryEINTR(func() error { return unix.Mkdirat(fd, name, 0o755) })
+}
+
+func rmdirat(fd int, name string) error {
+	return retryEINTR(func() error { return unix.Unlinkat(fd, name, unix.AT_REMOVEDIR) })
+}
+
+// at returns where file of the group's directory dir is opened from: the
+// held parent's descriptor and a path relative to it, or AT_FDCWD and the
+// absolute path once the parents are released (or for a loaded group).
+// Callers hold c.mu or c.delMu, or are New, so pds stay held meanwhile.
+func (c *Cgroup) at(dir, file string) (int, string) {
+	for i, d := range c.dirs {
+		if d == dir && i < len(c.pds) && c.pds[i] != nil {
+			return c.pds[i].fd, c.name + "/" + file
+		}
+	}
+	return unix.AT_FDCWD, dir + "/" + file
+}
+
+// openWrite opens file of the group's directory dir for writing.
+func (c *Cgroup) openWrite(dir, file string) (wfile, error) {
+	fd, rel := c.at(dir, file)
+	return openWriteAt(fd, rel, dir+"/"+file)
+}
+
+// writeFile writes v to file of the group's directory dir.
+func (c *Cgroup) writeFile(dir, file, v string) error {
+	f, err := c.openWrite(dir, file)
+	if err != nil {
+		return err
+	}
+	err = f.write(v)
+	f.close()
+	return err
 }
 
 // ensureParent creates the parent chain of a group in one hierarchy. On v1
@@ -406,7 +447,7 @@ func (c *Cgroup) write(s setting) error {
 		}
 		v = pv
 	}
-	err := writeFile(dir, s.file, v)
+	err := c.writeFile(dir, s.file, v)
 	if err != nil && errors.Is(err, unix.ENOENT) {
 		switch {
 		case s.fallback != nil:
@@ -450,16 +491,16 @@ func (c *Cgroup) applyDevices(rules []DeviceRule, fresh bool) error {
 			return nil // inherited from the parent
 		}
 		if allowAll {
-			return writeFile(dir, "devices.allow", "a")
+			return c.writeFile(dir, "devices.allow", "a")
 		}
 		// One open file per direction, one write per rule: the kernel
 		// parses a single rule per write.
-		allow, err := openWrite(dir, "devices.allow")
+		allow, err := c.openWrite(dir, "devices.allow")
 		if err != nil {
 			return err
 		}
 		defer allow.close()
-		deny, err := openWrite(dir, "devices.deny")
+		deny, err := c.openWrite(dir, "devices.deny")
 		if err != nil {
 			return err
 		}
@@ -522,7 +563,7 @@ func (c *Cgroup) Add(pid int) error {
 	}
 	p := strconv.Itoa(pid)
 	for _, d := range c.dirs {
-		if err := writeFile(d, "cgroup.procs", p); err != nil {
+		if err := c.writeFile(d, "cgroup.procs", p); err != nil {
 			return fmt.Errorf("cgroup: add %d: %w", pid, err)
 		}
 	}
@@ -625,6 +666,8 @@ func walkGroups(dir string, fn func(string) error) error {
 // stays. Delete does not kill: call Kill first. Deleting twice is not an
 // error.
 func (c *Cgroup) Delete(ctx context.Context) error {
+	c.delMu.Lock()
+	defer c.delMu.Unlock()
 	c.mu.Lock()
 	if c.deleted {
 		c.mu.Unlock()
@@ -639,17 +682,17 @@ func (c *Cgroup) Delete(ctx context.Context) error {
 		oomDir = d
 	}
 	var errs []error
-	for _, d := range c.dirs {
+	for i, d := range c.dirs {
 		var before func()
 		if d == oomDir {
 			before = func() {
-				n := c.readOOMKills()
+				n := c.readOOMKillsHeld()
 				c.mu.Lock()
 				c.ooms = max(c.ooms, n)
 				c.mu.Unlock()
 			}
 		}
-		if err := removeGroup(ctx, d, before); err != nil {
+		if err := c.remove(ctx, i, before); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -662,8 +705,34 @@ func (c *Cgroup) Delete(ctx context.Context) error {
 		c.deleted = true
 		close(c.stop)
 		c.closeFDs()
+		c.releaseParents()
 	}
 	return nil
+}
+
+// remove removes the group's directory dirs[i]: one rmdir relative to the
+// held parent when the group is empty, else removeGroup's wait.
+func (c *Cgroup) remove(ctx context.Context, i int, before func()) error {
+	if i < len(c.pds) && c.pds[i] != nil {
+		if before != nil {
+			before()
+		}
+		switch err := rmdirat(c.pds[i].fd, c.name); err {
+		case nil, unix.ENOENT:
+			return nil
+		case unix.EBUSY, unix.ENOTEMPTY:
+		default:
+			return fmt.Errorf("cgroup: remove %s: %w", c.dirs[i], err)
+		}
+	}
+	return removeGroup(ctx, c.dirs[i], before)
+}
+
+func (c *Cgroup) releaseParents() {
+	for _, p := range c.pds {
+		c.h.releaseParent(p)
+	}
+	c.pds = nil
 }
 
 func (c *Cgroup) closeFDs() {
@@ -674,11 +743,15 @@ func (c *Cgroup) closeFDs() {
 	c.closeProg()
 }
 
-// rmdirs removes directories of a group being rolled back.
-func (c *Cgroup) rmdirs(dirs []string) {
-	for _, d := range dirs {
-		rmdir(d)
+// rmdirs removes the directories of a group being rolled back, and
+// releases their parents.
+func (c *Cgroup) rmdirs() {
+	for _, p := range c.pds {
+		if p != nil {
+			rmdirat(p.fd, c.name)
+		}
 	}
+	c.releaseParents()
 }
 
 // removeGroup removes dir and the groups below it, retrying while they
@@ -724,7 +797,8 @@ func removeGroup(ctx context.Context, dir string, before func()) error {
 
 // writeFile writes v to dir/name in one write(2), as cgroup files want.
 func writeFile(dir, name, v string) error {
-	f, err := openWrite(dir, name)
+	p := dir + "/" + name
+	f, err := openWriteAt(unix.AT_FDCWD, p, p)
 	if err != nil {
 		return err
 	}
@@ -750,11 +824,12 @@ type wfile struct {
 	path string
 }
 
-func openWrite(dir, name string) (wfile, error) {
-	p := dir + "/" + name
+// openWriteAt opens rel, relative to the directory at, for writing; p is
+// the file's absolute path, for errors.
+func openWriteAt(at int, rel, p string) (wfile, error) {
 	var fd int
 	err := retryEINTR(func() (err error) {
-		fd, err = unix.Open(p, unix.O_WRONLY|unix.O_CLOEXEC, 0)
+		fd, err = unix.Openat(at, rel, unix.O_WRONLY|unix.O_CLOEXEC, 0)
 		return err
 	})
 	if err != nil {

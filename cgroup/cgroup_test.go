@@ -113,6 +113,21 @@ func TestConversions(t *testing.T) {
 	}
 }
 
+func TestDeviceRuleString(t *testing.T) {
+	for r, want := range map[DeviceRule]string{
+		{Type: 'c', Major: 1, Minor: 3, Access: "rwm"}:     "c 1:3 rwm",
+		{Type: 'c', Major: 136, Minor: -1, Access: "rwm"}:  "c 136:* rwm",
+		{Type: 'b', Major: -1, Minor: -1, Access: "m"}:     "b *:* m",
+		{Type: 'a', Major: -1, Minor: -1, Access: "rwm"}:   "a",
+		{Type: 'c', Major: 10, Minor: 200, Access: "rw"}:   "c 10:200 rw",
+		{Type: 'b', Major: 259, Minor: 65536, Access: "r"}: "b 259:65536 r",
+	} {
+		if got := r.String(); got != want {
+			t.Errorf("%+v.String() = %q, want %q", r, got, want)
+		}
+	}
+}
+
 func TestNewErrors(t *testing.T) {
 	ctx := context.Background()
 	for _, cfg := range []Config{
@@ -642,6 +657,66 @@ func TestDevices(t *testing.T) {
 
 // TestCleanup removes the empty leftovers of a crashed owner but neither
 // kept groups nor groups with processes.
+// TestParentRemoved: New sets a parent up again when another process
+// removed it after this one made groups there, and Cleanup closes the
+// parent directories this process held open.
+func TestParentRemoved(t *testing.T) {
+	testutil.RequiresRoot(t)
+	h := defaultHost()
+	parent := randomParent(t)
+	t.Cleanup(func() { cleanup(h, parent, nil); assertNoDirs(t, h, parent) })
+	ctx := context.Background()
+	c, err := New(ctx, Config{Parent: parent, Name: "a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Delete(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := heldDirs(t, parent); n != len(c.dirs) {
+		t.Errorf("%d descriptors of %s held, want %d", n, parent, len(c.dirs))
+	}
+	for _, d := range c.dirs {
+		if err := unix.Rmdir(filepath.Dir(d)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// cpuset.cpus "0" fails unless the new parent's cpuset is filled again.
+	r := Resources{}
+	if h.v1["cpuset"] != "" {
+		r.CpusetCpus = "0"
+	}
+	c, err = New(ctx, Config{Parent: parent, Name: "b", Resources: r})
+	if err != nil {
+		t.Fatalf("New after the parent was removed: %v", err)
+	}
+	if err := c.Delete(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := cleanup(h, parent, nil); err != nil {
+		t.Fatal(err)
+	}
+	if n := heldDirs(t, parent); n != 0 {
+		t.Errorf("%d descriptors of %s still open after Cleanup", n, parent)
+	}
+}
+
+// heldDirs counts this process's descriptors of directories named parent.
+func heldDirs(t *testing.T, parent string) int {
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, e := range ents {
+		l, _ := os.Readlink("/proc/self/fd/" + e.Name())
+		if filepath.Base(strings.TrimSuffix(l, " (deleted)")) == parent {
+			n++
+		}
+	}
+	return n
+}
+
 func TestCleanup(t *testing.T) {
 	testutil.RequiresRoot(t)
 	hst := defaultHost()

@@ -54,7 +54,11 @@ func cleanup(h *host, parent string, keep func(string) bool) error {
 			}
 		}
 		if keep == nil {
-			if err := rmdir(dir); err != nil && err != unix.ENOENT && err != unix.EBUSY && err != unix.ENOTEMPTY {
+			switch err := rmdir(dir); err {
+			case nil, unix.ENOENT:
+				h.dropParent(dir, nil)
+			case unix.EBUSY, unix.ENOTEMPTY:
+			default:
 				errs = append(errs, fmt.Errorf("cgroup: remove %s: %w", dir, err))
 			}
 		}

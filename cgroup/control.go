@@ -211,26 +211,65 @@ func (c *Cgroup) OOMKilled() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if !c.deleted {
-		c.ooms = max(c.ooms, c.readOOMKills())
+		c.ooms = max(c.ooms, c.readOOMKillsHeld())
 	}
 	return c.ooms > 0
 }
 
+// oomFile is the file that counts the group's OOM kills, and its
+// directory; "" when there is none.
+func (c *Cgroup) oomFile() (dir, file string) {
+	if d := c.v1["memory"]; d != "" && !c.h.v2limits() {
+		return d, "memory.oom_control"
+	}
+	if c.v2 != "" {
+		return c.v2, "memory.events"
+	}
+	return "", ""
+}
+
 // readOOMKills reads the oom_kill counter; 0 when there is none.
 func (c *Cgroup) readOOMKills() uint64 {
-	var p string
-	if d := c.v1["memory"]; d != "" && !c.h.v2limits() {
-		p = filepath.Join(d, "memory.oom_control")
-	} else if c.v2 != "" {
-		p = filepath.Join(c.v2, "memory.events")
-	} else {
+	dir, file := c.oomFile()
+	if dir == "" {
 		return 0
 	}
-	b, err := os.ReadFile(p)
+	return readKey(unix.AT_FDCWD, dir+"/"+file, "oom_kill")
+}
+
+// readOOMKillsHeld is readOOMKills relative to the held parent; the caller
+// holds c.mu or c.delMu (see at).
+func (c *Cgroup) readOOMKillsHeld() uint64 {
+	dir, file := c.oomFile()
+	if dir == "" {
+		return 0
+	}
+	fd, rel := c.at(dir, file)
+	return readKey(fd, rel, "oom_kill")
+}
+
+// readKey returns the number after key in a small "key value" per line
+// file, 0 when it cannot be read. One open, read and close: os.ReadFile
+// would also stat the file, read again to find the end, and register the
+// pollable cgroup file with the runtime's epoll.
+func readKey(at int, rel, key string) uint64 {
+	var fd int
+	err := retryEINTR(func() (err error) {
+		fd, err = unix.Openat(at, rel, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		return err
+	})
 	if err != nil {
 		return 0
 	}
-	return keyValue(b, "oom_kill")
+	defer unix.Close(fd)
+	// memory.oom_control and memory.events are under 200 bytes, and a
+	// seq file returns all that fits in one read.
+	var buf [512]byte
+	var n int
+	if err := retryEINTR(func() (err error) { n, err = unix.Read(fd, buf[:]); return err }); err != nil {
+		return 0
+	}
+	return keyValue(buf[:n], key)
 }
 
 // keyValue returns the number after key in a "key value" per line file.

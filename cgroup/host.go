@@ -73,6 +73,11 @@ type host struct {
 	// noDevices skips device rules (tests that map Resources into plain
 	// directories, where no eBPF program can be attached).
 	noDevices bool
+
+	mu sync.Mutex
+	// parents are the parent directories set up and held open by this
+	// process, by path (parentdir.go).
+	parents map[string]*parentDir
 }
 
 var (

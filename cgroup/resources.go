@@ -6,6 +6,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/berthrt/berth/errdefs"
 )
@@ -88,17 +89,23 @@ type DeviceRule struct {
 	Access string
 }
 
+// String is the rule as devices.allow and devices.deny take it:
+// "c 1:3 rwm", "c 136:* rwm", or "a" for all devices.
 func (d DeviceRule) String() string {
-	num := func(n int64) string {
-		if n < 0 {
-			return "*"
-		}
-		return strconv.FormatInt(n, 10)
-	}
 	if d.Type == 'a' {
 		return "a"
 	}
-	return fmt.Sprintf("%c %s:%s %s", d.Type, num(d.Major), num(d.Minor), d.Access)
+	num := func(b []byte, n int64) []byte {
+		if n < 0 {
+			return append(b, '*')
+		}
+		return strconv.AppendInt(b, n, 10)
+	}
+	b := make([]byte, 0, 16)
+	b = utf8.AppendRune(b, d.Type)
+	b = num(append(b, ' '), d.Major)
+	b = num(append(b, ':'), d.Minor)
+	return string(append(append(b, ' '), d.Access...))
 }
 
 // DefaultDevices returns Docker's default device rules for an unprivileged
