@@ -313,7 +313,7 @@ func (rt *Runtime) Create(ctx context.Context, cfg ContainerConfig) (*Container,
 		undo()
 		return nil, fmt.Errorf("create container: snapshot: %w", err)
 	}
-	if err := rt.store.Ref(ctx, "container:"+id, cfg.Image.Digest, cfg.Image.ID()); err != nil {
+	if err := rt.store.RefVolatile(ctx, "container:"+id, cfg.Image.Digest, cfg.Image.ID()); err != nil {
 		_ = snap.Remove(ctx, id)
 		undo()
 		return nil, fmt.Errorf("create container: %w", err)

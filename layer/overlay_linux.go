@@ -11,6 +11,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 
 	"github.com/opencontainers/go-digest"
@@ -78,6 +79,27 @@ func probeOverlay(s *Store) overlayProbe {
 	if err := os.WriteFile(filepath.Join(tmp, "l1", "f"), []byte("x"), 0o644); err != nil {
 		return overlayProbe{err: err}
 	}
+	// The probe mounts in a mount namespace of its own, on a thread that
+	// dies with it: a process killed mid-probe leaves no mount on the host.
+	res := make(chan overlayProbe, 1)
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread exits with the goroutine
+		if err := unix.Unshare(unix.CLONE_NEWNS); err != nil {
+			res <- overlayProbe{err: fmt.Errorf("overlay probe on %s: unshare: %v: %w", s.root, err, errdefs.ErrUnsupported)}
+			return
+		}
+		if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
+			res <- overlayProbe{err: fmt.Errorf("overlay probe on %s: private mounts: %v: %w", s.root, err, errdefs.ErrUnsupported)}
+			return
+		}
+		res <- tryOverlay(s.root, tmp)
+	}()
+	return <-res
+}
+
+// tryOverlay mounts an overlay of the probe directories in tmp with each
+// set of extra options in turn and returns the first that works.
+func tryOverlay(root, tmp string) overlayProbe {
 	var lastErr error
 	for _, extra := range [][]string{{"volatile", "redirect_dir=off", "metacopy=off"}, {"redirect_dir=off", "metacopy=off"}, {"volatile"}, nil} {
 		data := "lowerdir=" + filepath.Join(tmp, "l2") + ":" + filepath.Join(tmp, "l1") +
@@ -97,15 +119,15 @@ func probeOverlay(s *Store) overlayProbe {
 		err := os.Remove(filepath.Join(m, "f"))
 		mount.Unmount(m, unix.MNT_DETACH)
 		if err != nil {
-			return overlayProbe{err: fmt.Errorf("overlay probe on %s: %v: %w", s.root, err, errdefs.ErrUnsupported)}
+			return overlayProbe{err: fmt.Errorf("overlay probe on %s: %v: %w", root, err, errdefs.ErrUnsupported)}
 		}
 		fi, err := os.Lstat(filepath.Join(tmp, "u", "f"))
 		if err != nil || !isWhiteout(fi) {
-			return overlayProbe{err: fmt.Errorf("overlay probe on %s: no whiteout device made: %w", s.root, errdefs.ErrUnsupported)}
+			return overlayProbe{err: fmt.Errorf("overlay probe on %s: no whiteout device made: %w", root, errdefs.ErrUnsupported)}
 		}
 		return overlayProbe{extra: extra}
 	}
-	return overlayProbe{err: fmt.Errorf("overlay probe on %s: %v: %w", s.root, lastErr, errdefs.ErrUnsupported)}
+	return overlayProbe{err: fmt.Errorf("overlay probe on %s: %v: %w", root, lastErr, errdefs.ErrUnsupported)}
 }
 
 // link returns the short link naming the layer's diff directory, creating

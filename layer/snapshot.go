@@ -28,7 +28,9 @@ import (
 //   - Prepare creates it on top of a layer chain (or empty) and returns the
 //     mounts that make its root file system, with Target "" for the caller
 //     to fill in (or to pass as the root to mount.All). The chain is
-//     referenced (owner "snapshot/<key>") so GC keeps it.
+//     referenced (owner "snapshot/<key>" in Refs) so GC keeps it. Nothing
+//     is fsynced: a snapshot is scratch space and may be lost with the
+//     host, never half-made.
 //   - Mounts returns the same mounts again (for a restart). Perform them
 //     soon after; do not mount one snapshot twice at once.
 //   - Changes lists what differs from the chain, like `docker diff`; Diff
@@ -184,16 +186,14 @@ func (s *Store) createSnapshot(ctx context.Context, key string, parent digest.Di
 	if err := os.WriteFile(filepath.Join(tmp, "snapshot.json"), b, 0o600); err != nil {
 		return err
 	}
-	if parent != "" {
-		if err := s.Ref(ctx, snapOwner(key), parent); err != nil {
-			return err
-		}
-	}
+	// No ref file and no fsync: the snapshot's metadata is what keeps its
+	// parent from GC, and a snapshot is a container's scratch space, which
+	// does not outlive the host's crash in any useful way (its record is not
+	// synced either). Three fsyncs cost more than the rest of a container's
+	// create here.
 	if err := os.Rename(tmp, s.snapDir(key)); err != nil {
-		s.Unref(ctx, snapOwner(key))
 		return fmt.Errorf("prepare snapshot %s: %w", key, err)
 	}
-	syncDir(s.path("snapshots"))
 	return nil
 }
 
@@ -217,7 +217,7 @@ func (s *Store) removeSnapshot(ctx context.Context, key string) error {
 	if err := s.removeDir(s.snapDir(key)); err != nil {
 		return fmt.Errorf("remove snapshot %s: %w", key, err)
 	}
-	return s.Unref(ctx, snapOwner(key))
+	return nil
 }
 
 func (s *Store) listSnapshots() ([]string, error) {
