@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/signal"
 	"runtime"
@@ -79,7 +78,7 @@ func (s *initState) fail(step string, err error) {
 		// Exiting with the owner's "go" unread would make the kernel reset
 		// the connection, and the owner could lose the error: wait for the
 		// owner to hang up (it does on reading the error).
-		_ = s.owner.c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		s.owner.setReadDeadline(time.Now().Add(10 * time.Second))
 		for {
 			if _, files, err := s.owner.recv(); err != nil {
 				break
@@ -539,22 +538,24 @@ func (sv *supervisor) forwardSignals() {
 }
 
 func (sv *supervisor) accept() {
-	l, err := net.FileListener(sv.s.listener)
-	sv.s.listener.Close()
+	l, err := pollable(sv.s.listener, "berth-listen")
 	if err != nil {
 		return
 	}
-	ul := l.(*net.UnixListener)
-	ul.SetUnlinkOnClose(false)
+	rc, err := l.SyscallConn()
+	if err != nil {
+		l.Close()
+		return
+	}
 	for {
-		nc, err := ul.AcceptUnix()
+		c, err := acceptControl(rc)
 		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
+			if errors.Is(err, os.ErrClosed) {
 				return
 			}
 			continue
 		}
-		go sv.serveConn(newConn(nc), false)
+		go sv.serveConn(c, false)
 	}
 }
 

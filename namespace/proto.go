@@ -3,13 +3,15 @@
 package namespace
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"sync"
+	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -106,31 +108,55 @@ const maxMessage = 1 << 20
 // errBadMessage is a packet that is not a message (the connection is fine).
 var errBadMessage = errors.New("bad control message")
 
-// conn is one end of a control connection.
+// conn is one end of a control connection: a non-blocking SOCK_SEQPACKET
+// socket served by the runtime's poller through an *os.File, so reads honour
+// deadlines and Close. (Package net would do the same, but importing it would
+// delay the init hook: net is initialised late in every program.)
 type conn struct {
-	c   *net.UnixConn
+	f   *os.File
+	rc  syscall.RawConn
 	wmu sync.Mutex
 	buf []byte
 	oob []byte
 }
 
-func newConn(c *net.UnixConn) *conn {
-	return &conn{c: c, buf: make([]byte, 16<<10), oob: make([]byte, unix.CmsgSpace(8*4))}
-}
-
 // connFromFile turns a socket fd into a conn; f is closed.
 func connFromFile(f *os.File) (*conn, error) {
-	nc, err := net.FileConn(f)
-	f.Close()
+	nf, err := pollable(f, "berth-ctl")
 	if err != nil {
 		return nil, err
 	}
-	uc, ok := nc.(*net.UnixConn)
-	if !ok {
-		nc.Close()
-		return nil, errors.New("control fd is not a unix socket")
+	rc, err := nf.SyscallConn()
+	if err != nil {
+		nf.Close()
+		return nil, err
 	}
-	return newConn(uc), nil
+	return &conn{f: nf, rc: rc, buf: make([]byte, 16<<10), oob: make([]byte, unix.CmsgSpace(8*4))}, nil
+}
+
+// pollable returns a non-blocking duplicate of f's fd, which os registers
+// with the runtime's poller; f is closed.
+func pollable(f *os.File, name string) (*os.File, error) {
+	defer f.Close()
+	sc, err := f.SyscallConn()
+	if err != nil {
+		return nil, err
+	}
+	nfd := -1
+	cerr := sc.Control(func(fd uintptr) {
+		nfd, err = unix.FcntlInt(fd, unix.F_DUPFD_CLOEXEC, 0)
+	})
+	if cerr != nil {
+		return nil, cerr
+	}
+	if err != nil {
+		return nil, os.NewSyscallError("dup", err)
+	}
+	if err := unix.SetNonblock(nfd, true); err != nil {
+		unix.Close(nfd)
+		return nil, os.NewSyscallError("fcntl", err)
+	}
+	return os.NewFile(uintptr(nfd), name), nil
 }
 
 // socketPair returns two connected SOCK_SEQPACKET sockets, close-on-exec.
@@ -140,6 +166,66 @@ func socketPair() (*os.File, *os.File, error) {
 		return nil, nil, os.NewSyscallError("socketpair", err)
 	}
 	return os.NewFile(uintptr(fds[0]), "berth-ctl"), os.NewFile(uintptr(fds[1]), "berth-ctl"), nil
+}
+
+// listenControl binds a SOCK_SEQPACKET socket at path and listens on it. The
+// returned file is blocking, ready to be handed to the init.
+func listenControl(path string) (*os.File, error) {
+	fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return nil, os.NewSyscallError("socket", err)
+	}
+	if err := unix.Bind(fd, &unix.SockaddrUnix{Name: path}); err != nil {
+		unix.Close(fd)
+		return nil, &os.PathError{Op: "bind", Path: path, Err: err}
+	}
+	if err := unix.Listen(fd, 128); err != nil {
+		unix.Close(fd)
+		return nil, os.NewSyscallError("listen", err)
+	}
+	return os.NewFile(uintptr(fd), path), nil
+}
+
+// dialControl connects to the control socket at path. A full backlog
+// (EAGAIN) is retried until ctx is done.
+func dialControl(ctx context.Context, path string) (*conn, error) {
+	for {
+		fd, err := unix.Socket(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK, 0)
+		if err != nil {
+			return nil, os.NewSyscallError("socket", err)
+		}
+		err = unix.Connect(fd, &unix.SockaddrUnix{Name: path})
+		if err == nil {
+			return connFromFile(os.NewFile(uintptr(fd), path))
+		}
+		unix.Close(fd)
+		if err != unix.EAGAIN {
+			return nil, &os.PathError{Op: "dial", Path: path, Err: err}
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(time.Millisecond):
+		}
+	}
+}
+
+// acceptControl waits for a connection on the listening socket l (a
+// pollable file) and returns it. It returns os.ErrClosed once l is closed.
+func acceptControl(l syscall.RawConn) (*conn, error) {
+	nfd := -1
+	var aerr error
+	err := l.Read(func(fd uintptr) bool {
+		nfd, _, aerr = unix.Accept4(int(fd), unix.SOCK_CLOEXEC|unix.SOCK_NONBLOCK)
+		return aerr != unix.EAGAIN
+	})
+	if err != nil {
+		return nil, err
+	}
+	if aerr != nil {
+		return nil, os.NewSyscallError("accept", aerr)
+	}
+	return connFromFile(os.NewFile(uintptr(nfd), "berth-ctl"))
 }
 
 // send sends m, a *message or a *reply.
@@ -158,8 +244,18 @@ func (c *conn) send(m any, files ...*os.File) error {
 	}
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
-	_, _, err = c.c.WriteMsgUnix(b, oob, nil)
-	return err
+	var werr error
+	err = c.rc.Write(func(fd uintptr) bool {
+		werr = unix.Sendmsg(int(fd), b, oob, nil, 0)
+		return werr != unix.EAGAIN
+	})
+	if err != nil {
+		return err
+	}
+	if werr != nil {
+		return os.NewSyscallError("sendmsg", werr)
+	}
+	return nil
 }
 
 // recv reads one message and the files attached to it. It returns io.EOF
@@ -167,14 +263,10 @@ func (c *conn) send(m any, files ...*os.File) error {
 // recvSized is recv for a message of any size up to maxMessage: it peeks at
 // the size first, so that the buffer is no bigger than the message.
 func (c *conn) recvSized() (*message, []*os.File, error) {
-	rc, err := c.c.SyscallConn()
-	if err != nil {
-		return nil, nil, err
-	}
 	var n int
 	var rerr error
 	var one [1]byte
-	err = rc.Read(func(fd uintptr) bool {
+	err := c.rc.Read(func(fd uintptr) bool {
 		n, _, _, _, rerr = unix.Recvmsg(int(fd), one[:], nil, unix.MSG_PEEK|unix.MSG_TRUNC)
 		return rerr != unix.EAGAIN
 	})
@@ -193,13 +285,9 @@ func (c *conn) recvSized() (*message, []*os.File, error) {
 }
 
 func (c *conn) recv() (*message, []*os.File, error) {
-	rc, err := c.c.SyscallConn()
-	if err != nil {
-		return nil, nil, err
-	}
 	var n, oobn, flags int
 	var rerr error
-	err = rc.Read(func(fd uintptr) bool {
+	err := c.rc.Read(func(fd uintptr) bool {
 		// MSG_CMSG_CLOEXEC: no fork may inherit a received fd.
 		n, oobn, flags, _, rerr = unix.Recvmsg(int(fd), c.buf, c.oob, unix.MSG_CMSG_CLOEXEC)
 		return rerr != unix.EAGAIN
@@ -241,7 +329,10 @@ func (c *conn) recv() (*message, []*os.File, error) {
 	return m, files, nil
 }
 
-func (c *conn) Close() error { return c.c.Close() }
+func (c *conn) Close() error { return c.f.Close() }
+
+// setReadDeadline bounds the next reads; the zero time removes the bound.
+func (c *conn) setReadDeadline(t time.Time) { _ = c.f.SetReadDeadline(t) }
 
 func closeFiles(fs []*os.File) {
 	for _, f := range fs {

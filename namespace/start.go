@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -344,13 +343,7 @@ func Start(ctx context.Context, cfg *Config, stdio Stdio, opts StartOptions) (*C
 		host.StatusFD = true
 		ctlPath = filepath.Join(cfg.ControlDir, "control.sock")
 		_ = os.Remove(ctlPath)
-		l, err := net.ListenUnix("unixpacket", &net.UnixAddr{Name: ctlPath, Net: "unixpacket"})
-		if err != nil {
-			return nil, cleanupStart(owner, theirs, pl, tmpClose, err)
-		}
-		l.SetUnlinkOnClose(false)
-		lf, err := l.File()
-		l.Close()
+		lf, err := listenControl(ctlPath)
 		if err != nil {
 			return nil, cleanupStart(owner, theirs, pl, tmpClose, err)
 		}
@@ -453,7 +446,7 @@ func Start(ctx context.Context, cfg *Config, stdio Stdio, opts StartOptions) (*C
 	}
 
 	// Wait for "started" (or "error"), bounded by ctx.
-	stop := context.AfterFunc(ctx, func() { _ = owner.c.SetReadDeadline(time.Unix(1, 0)) })
+	stop := context.AfterFunc(ctx, func() { owner.setReadDeadline(time.Unix(1, 0)) })
 	m, files, err := owner.recv()
 	if errors.Is(err, unix.ECONNRESET) {
 		// The init exited with our "go" unread; its error may still be queued.
@@ -467,7 +460,7 @@ func Start(ctx context.Context, cfg *Config, stdio Stdio, opts StartOptions) (*C
 		werr := fmt.Errorf("container %s: init died before starting the process: %w", cfg.ID, err)
 		return abort(werr)
 	}
-	_ = owner.c.SetReadDeadline(time.Time{})
+	owner.setReadDeadline(time.Time{})
 	if m.Op == "error" && m.Err != nil {
 		closeFiles(files)
 		return abort(m.Err.err(cfg.ID))
@@ -509,8 +502,8 @@ func cleanupStart(owner *conn, theirs *os.File, pl *stdioPlumbing, tmp []*os.Fil
 
 // pendingError returns the init's setup error if it sent one already.
 func pendingError(owner *conn, id string) error {
-	_ = owner.c.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
-	defer owner.c.SetReadDeadline(time.Time{})
+	owner.setReadDeadline(time.Now().Add(200 * time.Millisecond))
+	defer owner.setReadDeadline(time.Time{})
 	m, files, err := owner.recv()
 	if errors.Is(err, unix.ECONNRESET) {
 		m, files, err = owner.recv()
@@ -801,11 +794,11 @@ func childrenOf(pid int) ([]int, error) {
 // dial opens a new control connection to the supervisor.
 func (c *Container) dial() (*conn, error) {
 	if c.owner == nil {
-		nc, err := net.DialUnix("unixpacket", nil, &net.UnixAddr{Name: c.ctl, Net: "unixpacket"})
+		cn, err := dialControl(context.Background(), c.ctl)
 		if err != nil {
 			return nil, fmt.Errorf("container %s: %w: %w", c.id, errdefs.ErrNotRunning, err)
 		}
-		return newConn(nc), nil
+		return cn, nil
 	}
 	ours, theirs, err := socketPair()
 	if err != nil {
@@ -853,7 +846,7 @@ func (c *Container) Exec(ctx context.Context, pc ProcessConfig, stdio Stdio) (*P
 		pl.abort()
 		return nil, fmt.Errorf("container %s: exec: %w", c.id, err)
 	}
-	stop := context.AfterFunc(ctx, func() { _ = cn.c.SetReadDeadline(time.Unix(1, 0)) })
+	stop := context.AfterFunc(ctx, func() { cn.setReadDeadline(time.Unix(1, 0)) })
 	m, files, err := cn.recv()
 	stop()
 	if err != nil {
@@ -864,7 +857,7 @@ func (c *Container) Exec(ctx context.Context, pc ProcessConfig, stdio Stdio) (*P
 		}
 		return nil, fmt.Errorf("container %s: exec: %w: %w", c.id, errdefs.ErrNotRunning, err)
 	}
-	_ = cn.c.SetReadDeadline(time.Time{})
+	cn.setReadDeadline(time.Time{})
 	if m.Op == "error" && m.Err != nil {
 		cn.Close()
 		pl.abort()
@@ -902,8 +895,7 @@ func (c *Container) Close() error {
 func Attach(ctx context.Context, controlSocket string) (*Container, error) {
 	dir := filepath.Dir(controlSocket)
 	c := &Container{ctl: controlSocket, dir: dir, id: filepath.Base(dir)}
-	var d net.Dialer
-	nc, err := d.DialContext(ctx, "unixpacket", controlSocket)
+	cn, err := dialControl(ctx, controlSocket)
 	if err != nil {
 		if st, ok := c.readStatus(); ok {
 			p := &Process{c: c, done: make(chan struct{}), status: st}
@@ -913,12 +905,11 @@ func Attach(ctx context.Context, controlSocket string) (*Container, error) {
 		}
 		return nil, fmt.Errorf("attach %s: %w: %w", controlSocket, errdefs.ErrNotFound, err)
 	}
-	cn := newConn(nc.(*net.UnixConn))
 	if err := cn.send(&message{Op: "attach"}); err != nil {
 		cn.Close()
 		return nil, fmt.Errorf("attach %s: %w", controlSocket, err)
 	}
-	stop := context.AfterFunc(ctx, func() { _ = cn.c.SetReadDeadline(time.Unix(1, 0)) })
+	stop := context.AfterFunc(ctx, func() { cn.setReadDeadline(time.Unix(1, 0)) })
 	m, files, err := cn.recv()
 	stop()
 	if err != nil || m.Op != "started" {
@@ -935,7 +926,7 @@ func Attach(ctx context.Context, controlSocket string) (*Container, error) {
 		}
 		return nil, fmt.Errorf("attach %s: %w: %v", controlSocket, errdefs.ErrNotRunning, err)
 	}
-	_ = cn.c.SetReadDeadline(time.Time{})
+	cn.setReadDeadline(time.Time{})
 	c.main = newProcess(c, cn, m, files)
 	// The pty master (with a terminal) only serves Resize here: reading it
 	// would take output from whoever attached the stdio.

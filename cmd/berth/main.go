@@ -20,6 +20,7 @@ import (
 
 	"github.com/berthrt/berth"
 	"github.com/berthrt/berth/internal/toolbox"
+	_ "github.com/berthrt/berth/internal/toolbox/trivial" // true and false before the rest initialises
 	"github.com/spf13/cobra"
 )
 
