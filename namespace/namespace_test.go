@@ -937,3 +937,48 @@ func chownTree(root string, uid, gid int) error {
 }
 
 func filepathDir(p string) string { return filepath.Dir(p) }
+
+// TestLargeEnvironment: a config bigger than a control packet (an
+// environment of about 1 MiB, under execve's ARG_MAX) starts and execs; one
+// beyond ARG_MAX fails with a SetupError, not a broken socket.
+func TestLargeEnvironment(t *testing.T) {
+	big := func(n int) []string {
+		env := []string{"PATH=/bin"}
+		for i := 0; i < n; i++ {
+			env = append(env, fmt.Sprintf("BIG%d=%s", i, strings.Repeat("x", 120<<10)))
+		}
+		return env
+	}
+	p := sh(`echo ${#BIG0} ${#BIG7}`)
+	p.Env = big(8)
+	r := run(t, newConfig(t, p), nil)
+	if r.stdout != "122880 122880\n" || r.status.Code != 0 {
+		t.Fatalf("1 MiB env: got %q %q %+v", r.stdout, r.stderr, r.status)
+	}
+
+	c := startT(t, newConfig(t, sh("sleep 30")), Stdio{})
+	var out bytes.Buffer
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	ep := sh(`echo ${#BIG3}`)
+	ep.Env = big(8)
+	proc, err := c.Exec(ctx, ep, Stdio{Stdout: &out})
+	if err != nil {
+		t.Fatalf("exec with 1 MiB env: %v", err)
+	}
+	if st, err := proc.Wait(ctx); err != nil || st.Code != 0 || out.String() != "122880\n" {
+		t.Fatalf("exec with 1 MiB env: %q %+v %v", out.String(), st, err)
+	}
+	ep.Env = big(24) // about 2.9 MiB: over ARG_MAX (a quarter of an 8 MiB stack)
+	_, err = c.Exec(ctx, ep, Stdio{})
+	var se *SetupError
+	if !errors.As(err, &se) || !errors.Is(err, unix.E2BIG) || se.Code != 126 {
+		t.Fatalf("exec beyond ARG_MAX: got %v, want a SetupError with E2BIG and code 126", err)
+	}
+
+	p.Env = big(24)
+	_, err = Start(context.Background(), newConfig(t, p), Stdio{}, StartOptions{})
+	if !errors.As(err, &se) || !errors.Is(err, unix.E2BIG) {
+		t.Fatalf("start beyond ARG_MAX: got %v, want a SetupError with E2BIG", err)
+	}
+}

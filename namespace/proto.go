@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/berthrt/berth/errdefs"
 )
 
 // The control protocol: JSON messages over a SOCK_SEQPACKET unix socket, one
@@ -103,7 +105,18 @@ type cgroupMount struct {
 	Options string `json:"options"`
 }
 
-const maxMessage = 1 << 20
+// A message is sent inline, in one packet, up to maxInline bytes. A bigger
+// one (a config with a large environment) goes in a memfd attached as the
+// last fd of an "indirect" packet, up to maxMessage bytes: the kernel caps
+// a packet at about the socket's send buffer (208 KiB by default), far
+// below what execve accepts (ARG_MAX, 2 MiB and more).
+const (
+	maxInline  = 64 << 10
+	maxMessage = 64 << 20
+)
+
+// opIndirect marks a packet whose message is in its last fd.
+const opIndirect = "indirect"
 
 // errBadMessage is a packet that is not a message (the connection is fine).
 var errBadMessage = errors.New("bad control message")
@@ -234,6 +247,18 @@ func (c *conn) send(m any, files ...*os.File) error {
 	if err != nil {
 		return err
 	}
+	if len(b) > maxInline {
+		if len(b) > maxMessage {
+			return fmt.Errorf("control message of %d bytes: larger than %d: %w", len(b), maxMessage, errdefs.ErrInvalid)
+		}
+		mf, err := messageFile(b)
+		if err != nil {
+			return err
+		}
+		defer mf.Close()
+		b = []byte(`{"op":"` + opIndirect + `"}`)
+		files = append(files[:len(files):len(files)], mf)
+	}
 	var oob []byte
 	if len(files) > 0 {
 		fds := make([]int, len(files))
@@ -276,7 +301,7 @@ func (c *conn) recvSized() (*message, []*os.File, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	if n > len(c.buf) && n <= maxMessage {
+	if n > len(c.buf) && n <= maxInline {
 		old := c.buf
 		c.buf = make([]byte, n)
 		defer func() { c.buf = old }()
@@ -325,6 +350,48 @@ func (c *conn) recv() (*message, []*os.File, error) {
 	if err := json.Unmarshal(c.buf[:n], m); err != nil {
 		closeFiles(files)
 		return nil, nil, fmt.Errorf("%w: %w", errBadMessage, err)
+	}
+	if m.Op == opIndirect {
+		return readIndirect(files)
+	}
+	return m, files, nil
+}
+
+// messageFile returns a sealed memfd holding b, at offset 0.
+func messageFile(b []byte) (*os.File, error) {
+	fd, err := unix.MemfdCreate("berth-message", unix.MFD_CLOEXEC|unix.MFD_ALLOW_SEALING)
+	if err != nil {
+		return nil, os.NewSyscallError("memfd_create", err)
+	}
+	f := os.NewFile(uintptr(fd), "berth-message")
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		return nil, err
+	}
+	_, _ = unix.FcntlInt(uintptr(fd), unix.F_ADD_SEALS, unix.F_SEAL_SEAL|unix.F_SEAL_SHRINK|unix.F_SEAL_GROW|unix.F_SEAL_WRITE)
+	return f, nil
+}
+
+// readIndirect reads the message in the last of files (see opIndirect) and
+// returns it with the other files.
+func readIndirect(files []*os.File) (*message, []*os.File, error) {
+	if len(files) == 0 {
+		return nil, nil, fmt.Errorf("%w: indirect message without its file", errBadMessage)
+	}
+	mf := files[len(files)-1]
+	files = files[:len(files)-1]
+	defer mf.Close()
+	b, err := io.ReadAll(io.NewSectionReader(mf, 0, maxMessage+1))
+	if err == nil && len(b) > maxMessage {
+		err = fmt.Errorf("larger than %d bytes", maxMessage)
+	}
+	m := new(message)
+	if err == nil {
+		err = json.Unmarshal(b, m)
+	}
+	if err != nil {
+		closeFiles(files)
+		return nil, nil, fmt.Errorf("%w: indirect: %w", errBadMessage, err)
 	}
 	return m, files, nil
 }
