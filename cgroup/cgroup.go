@@ -371,8 +371,15 @@ func (c *Cgroup) apply(old, new *Resources, fresh bool) error {
 		ws = diffSettings(v2Settings(old), v2Settings(new))
 	} else {
 		ws = diffSettings(v1Settings(old, c.h), v1Settings(new, c.h))
-		if new.BlkioWeight != 0 && c.h.blkioWeight == "" && c.v1["blkio"] != "" {
-			return fmt.Errorf("cgroup: --blkio-weight: the kernel has no blkio weight (no CFQ or BFQ): %w", errdefs.ErrUnsupported)
+		if c.h.blkioWeight == "" && c.v1["blkio"] != "" {
+			if new.BlkioWeight != 0 {
+				return fmt.Errorf("cgroup: --blkio-weight: the kernel has no blkio weight (no CFQ or BFQ): %w", errdefs.ErrUnsupported)
+			}
+			for _, d := range new.BlkioWeightDevice {
+				if d.Weight != 0 {
+					return fmt.Errorf("cgroup: --blkio-weight-device: the kernel has no blkio weight (no CFQ or BFQ): %w", errdefs.ErrUnsupported)
+				}
+			}
 		}
 	}
 	var retry []setting
@@ -403,25 +410,35 @@ func (c *Cgroup) apply(old, new *Resources, fresh bool) error {
 
 // refused marks values the kernel rejects, which Validate cannot judge
 // (cpus or memory nodes the host lacks, a limit below current use), as
-// errdefs.ErrInvalid naming the flag.
+// errdefs.ErrInvalid naming the flag, and a per-device weight for a device
+// that no scheduler weighs (EOPNOTSUPP) as errdefs.ErrUnsupported.
 func refused(s setting, err error) error {
 	if errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ERANGE) {
-		return fmt.Errorf("cgroup: %s: the kernel refused %q: %w (%w)", flagFor(s.file), s.value, errdefs.ErrInvalid, err)
+		return fmt.Errorf("cgroup: %s: the kernel refused %q: %w (%w)", flagFor(s), s.value, errdefs.ErrInvalid, err)
+	}
+	if errors.Is(err, unix.EOPNOTSUPP) {
+		return fmt.Errorf("cgroup: %s: the kernel cannot apply %q to this device (its io scheduler does not weigh groups; BFQ does): %w (%w)", flagFor(s), s.value, errdefs.ErrUnsupported, err)
 	}
 	return err
 }
 
-// flagFor names the docker flag behind a cgroup file, for errors.
-func flagFor(file string) string {
+// flagFor names the docker flag behind a setting's cgroup file, for errors.
+func flagFor(s setting) string {
+	file := s.file
+	if s.key != "" && (file == "io.bfq.weight" || file == "io.weight") {
+		return "--blkio-weight-device"
+	}
 	for _, m := range []struct{ prefix, flag string }{
-		{"memory.memsw", "--memory-swap"}, {"memory.swap", "--memory-swap"},
+		{"memory.memsw", "--memory-swap"}, {"memory.swap.", "--memory-swap"},
+		{"memory.swappiness", "--memory-swappiness"}, {"memory.oom_control", "--oom-kill-disable"},
 		{"memory.soft", "--memory-reservation"}, {"memory.low", "--memory-reservation"},
 		{"memory.", "--memory"}, {"cpu.shares", "--cpu-shares"}, {"cpu.weight", "--cpu-shares"},
 		{"cpu.", "--cpus/--cpu-quota/--cpu-period"}, {"cpuset.cpus", "--cpuset-cpus"},
 		{"cpuset.mems", "--cpuset-mems"}, {"pids.", "--pids-limit"},
 		{"blkio.throttle.read_bps", "--device-read-bps"}, {"blkio.throttle.write_bps", "--device-write-bps"},
 		{"blkio.throttle.read_iops", "--device-read-iops"}, {"blkio.throttle.write_iops", "--device-write-iops"},
-		{"io.max", "--device-read/write-bps/iops"}, {"blkio.", "--blkio-weight"}, {"io.", "--blkio-weight"},
+		{"io.max", "--device-read/write-bps/iops"}, {"blkio.weight_device", "--blkio-weight-device"},
+		{"blkio.bfq.weight_device", "--blkio-weight-device"}, {"blkio.", "--blkio-weight"}, {"io.", "--blkio-weight"},
 		{"hugetlb.", "hugetlb"},
 	} {
 		if strings.HasPrefix(file, m.prefix) {

@@ -60,6 +60,17 @@ func TestValidate(t *testing.T) {
 		{"blkio low", Resources{BlkioWeight: 9}, "--blkio-weight"},
 		{"blkio high", Resources{BlkioWeight: 1001}, "--blkio-weight"},
 		{"blkio ok", Resources{BlkioWeight: 10}, ""},
+		{"swappiness 0", Resources{MemorySwappiness: new(int64(0))}, ""},
+		{"swappiness 100", Resources{MemorySwappiness: new(int64(100))}, ""},
+		{"swappiness -1", Resources{MemorySwappiness: new(int64(-1))}, ""},
+		{"swappiness 101", Resources{MemorySwappiness: new(int64(101))}, "--memory-swappiness"},
+		{"swappiness -2", Resources{MemorySwappiness: new(int64(-2))}, "--memory-swappiness"},
+		{"oom kill disable", Resources{OOMKillDisable: true}, ""},
+		{"weight device ok", Resources{BlkioWeightDevice: []WeightDevice{{8, 0, 10}, {8, 16, 1000}, {8, 32, 0}}}, ""},
+		{"weight device low", Resources{BlkioWeightDevice: []WeightDevice{{8, 0, 9}}}, "--blkio-weight-device"},
+		{"weight device high", Resources{BlkioWeightDevice: []WeightDevice{{8, 0, 1001}}}, "--blkio-weight-device"},
+		{"weight device dup", Resources{BlkioWeightDevice: []WeightDevice{{8, 0, 100}, {8, 0, 200}}}, "--blkio-weight-device"},
+		{"weight device negative", Resources{BlkioWeightDevice: []WeightDevice{{8, -1, 100}}}, "--blkio-weight-device"},
 		{"throttle dup", Resources{BlkioDeviceReadBps: []ThrottleDevice{{8, 0, 1}, {8, 0, 2}}}, "--device-read-bps"},
 		{"throttle negative", Resources{BlkioDeviceWriteIOps: []ThrottleDevice{{-1, 0, 1}}}, "--device-write-iops"},
 		{"hugetlb bad", Resources{Hugetlb: []HugepageLimit{{"2M", 1}}}, "hugetlb"},
@@ -88,11 +99,13 @@ func TestValidate(t *testing.T) {
 	}
 	// Docker's own words for the ranges.
 	for r, want := range map[*Resources]string{
-		{Memory: 1}:                  "minimum memory limit allowed is 6MB",
-		{CPUPeriod: 5}:               "can not be less than 1ms (i.e. 1000) or larger than 1s (i.e. 1000000)",
-		{CPUQuota: 5}:                "can not be less than 1ms (i.e. 1000)",
-		{BlkioWeight: 5}:             "range of blkio weight is from 10 to 1000",
-		{NanoCPUs: 100 * ncpu * 1e9}: "range of CPUs is from 0.01 to",
+		{Memory: 1}:                         "minimum memory limit allowed is 6MB",
+		{CPUPeriod: 5}:                      "can not be less than 1ms (i.e. 1000) or larger than 1s (i.e. 1000000)",
+		{CPUQuota: 5}:                       "can not be less than 1ms (i.e. 1000)",
+		{BlkioWeight: 5}:                    "range of blkio weight is from 10 to 1000",
+		{MemorySwappiness: new(int64(101))}: "valid memory swappiness range is 0-100",
+		{BlkioWeightDevice: []WeightDevice{{8, 0, 1001}}}: "range of blkio weight is from 10 to 1000",
+		{NanoCPUs: 100 * ncpu * 1e9}:                      "range of CPUs is from 0.01 to",
 	} {
 		if err := r.Validate(); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%+v: got %v, want %q", *r, err, want)
@@ -254,18 +267,23 @@ func TestV1Limits(t *testing.T) {
 
 func TestV1Unsupported(t *testing.T) {
 	requireV1(t, "blkio")
-	if defaultHost().blkioWeight != "" {
-		t.Skip("this kernel has a blkio weight")
-	}
+	// The real mounts, as a kernel without CFQ or BFQ would have them.
+	live := defaultHost()
+	h := &host{mode: live.mode, v1: live.v1, v1dirs: live.v1dirs, unified: live.unified, memsw: live.memsw}
 	parent := randomParent(t)
-	t.Cleanup(func() { cleanup(defaultHost(), parent, nil); assertNoDirs(t, defaultHost(), parent) })
-	_, err := New(context.Background(), Config{Parent: parent, Name: "w", Resources: Resources{BlkioWeight: 500}})
-	if !errors.Is(err, errdefs.ErrUnsupported) || !strings.Contains(err.Error(), "--blkio-weight") {
-		t.Fatalf("got %v, want ErrUnsupported naming --blkio-weight", err)
-	}
-	for _, mp := range defaultHost().v1dirs {
-		if _, err := os.Stat(filepath.Join(mp, parent, "w")); err == nil {
-			t.Errorf("failed New left %s", filepath.Join(mp, parent, "w"))
+	t.Cleanup(func() { cleanup(h, parent, nil); assertNoDirs(t, h, parent) })
+	for flag, r := range map[string]Resources{
+		"--blkio-weight":        {BlkioWeight: 500},
+		"--blkio-weight-device": {BlkioWeightDevice: []WeightDevice{{8, 0, 500}}},
+	} {
+		_, err := New(context.Background(), Config{Parent: parent, Name: "w", Resources: r, host: h})
+		if !errors.Is(err, errdefs.ErrUnsupported) || !strings.Contains(err.Error(), flag+":") {
+			t.Fatalf("got %v, want ErrUnsupported naming %s", err, flag)
+		}
+		for _, mp := range h.v1dirs {
+			if _, err := os.Stat(filepath.Join(mp, parent, "w")); err == nil {
+				t.Errorf("failed New left %s", filepath.Join(mp, parent, "w"))
+			}
 		}
 	}
 }
@@ -833,6 +851,50 @@ func TestV1SettingsMapping(t *testing.T) {
 	}
 	if s := v1Settings(&r, &host{}); len(s) != 1 {
 		t.Errorf("without memsw: %+v", s)
+	}
+}
+
+// TestV1SettingsKnobs maps swappiness, the OOM killer switch and
+// per-device weights to v1 files, with the values that undo them.
+func TestV1SettingsKnobs(t *testing.T) {
+	r := Resources{
+		Memory: 100 << 20, MemorySwappiness: new(int64(0)), OOMKillDisable: true,
+		BlkioWeightDevice: []WeightDevice{{8, 0, 200}, {8, 16, 0}, {259, 1, 1000}},
+	}
+	for _, tc := range []struct {
+		h    *host
+		want []string
+	}{
+		{&host{blkioWeight: "blkio.bfq.weight"}, []string{
+			"memory/memory.limit_in_bytes=104857600 (reset -1)",
+			"memory/memory.swappiness=0 (reset to the parent's)",
+			"memory/memory.oom_control=1 (reset 0)",
+			"blkio/blkio.bfq.weight_device=8:0 200 (reset 8:0 default)",
+			"blkio/blkio.bfq.weight_device=259:1 1000 (reset 259:1 default)",
+		}},
+		{&host{blkioWeight: "blkio.weight"}, []string{ // CFQ drops a device at 0
+			"memory/memory.limit_in_bytes=104857600 (reset -1)",
+			"memory/memory.swappiness=0 (reset to the parent's)",
+			"memory/memory.oom_control=1 (reset 0)",
+			"blkio/blkio.weight_device=8:0 200 (reset 8:0 0)",
+			"blkio/blkio.weight_device=259:1 1000 (reset 259:1 0)",
+		}},
+	} {
+		var got []string
+		for _, s := range v1Settings(&r, tc.h) {
+			reset := "reset " + s.reset
+			if s.reset == resetParent {
+				reset = "reset to the parent's"
+			}
+			got = append(got, s.ctrl+"/"+s.file+"="+s.value+" ("+reset+")")
+		}
+		if strings.Join(got, "\n") != strings.Join(tc.want, "\n") {
+			t.Errorf("%s: got\n%s\nwant\n%s", tc.h.blkioWeight, strings.Join(got, "\n"), strings.Join(tc.want, "\n"))
+		}
+	}
+	// -1 is Docker's "not set", like nil.
+	if s := v1Settings(&Resources{MemorySwappiness: new(int64(-1))}, &host{}); len(s) != 0 {
+		t.Errorf("swappiness -1: %+v", s)
 	}
 }
 

@@ -16,10 +16,16 @@
 // Resources has the meaning of `docker run`'s flags, zero meaning no limit:
 // --memory-swap is memory plus swap (0: twice --memory, -1: unlimited),
 // --cpus is a CFS quota over a 100 ms period, cpu shares become the v2
-// cpu.weight 1 + ((shares-2)*9999)/262142, a blkio weight the v2 io.weight
-// 1 + (w-10)*9999/990 (or io.bfq.weight unchanged). Validate rejects what
-// Docker rejects, naming the flag and the accepted range; errors wrap
-// errdefs.ErrInvalid. The device rules default to Docker's list for an
+// cpu.weight 1 + ((shares-2)*9999)/262142, a blkio weight (also one per
+// device, --blkio-weight-device) the v2 io.weight 1 + (w-10)*9999/990 (or
+// io.bfq.weight unchanged). --memory-swappiness and --oom-kill-disable are
+// v1 controls that cgroup v2 lacks: on v2 they are ignored, as Docker does
+// (Docker also warns). Validate rejects what Docker rejects, naming the
+// flag and the accepted range; errors wrap errdefs.ErrInvalid. A block io
+// weight on a kernel without CFQ or BFQ, or for a device whose scheduler
+// does not weigh groups, is errdefs.ErrUnsupported (Docker warns and drops
+// it); BFQ is recognised by its stat files, since its weight files exist
+// in child groups only. The device rules default to Docker's list for an
 // unprivileged container, so a node made with mknod cannot be opened.
 //
 // # Design decisions

@@ -68,7 +68,8 @@ type host struct {
 	delegate bool
 	// memsw: memory.memsw.* present (v1 swap accounting).
 	memsw bool
-	// blkioWeight is the v1 weight file: blkio.weight, blkio.bfq.weight or "".
+	// blkioWeight is the v1 weight file: blkio.weight, blkio.bfq.weight or
+	// "". Per-device weights go to the same name with _device appended.
 	blkioWeight string
 	// noDevices skips device rules (tests that map Resources into plain
 	// directories, where no eBPF program can be attached).
@@ -139,11 +140,13 @@ func (h *host) setV1(mounts map[string]string) {
 		h.memsw = exists(filepath.Join(mp, "memory.memsw.limit_in_bytes"))
 	}
 	if mp, ok := h.v1["blkio"]; ok {
-		for _, f := range []string{"blkio.weight", "blkio.bfq.weight"} {
-			if exists(filepath.Join(mp, f)) {
-				h.blkioWeight = f
-				break
-			}
+		// CFQ's weight files are on the root group; BFQ's are not (the
+		// kernel makes them for child groups only), but its stat files are.
+		switch {
+		case exists(filepath.Join(mp, "blkio.weight")):
+			h.blkioWeight = "blkio.weight"
+		case exists(filepath.Join(mp, "blkio.bfq.weight")), exists(filepath.Join(mp, "blkio.bfq.io_service_bytes")):
+			h.blkioWeight = "blkio.bfq.weight"
 		}
 	}
 }

@@ -24,6 +24,18 @@ type Resources struct {
 	// swap; 0 with Memory set: twice Memory, as Docker does; otherwise at
 	// least Memory. Ignored where the kernel does no swap accounting.
 	MemorySwap int64
+	// MemorySwappiness is how readily the kernel swaps the group's
+	// anonymous pages, 0..100 (--memory-swappiness; 0 swaps only to avoid
+	// an OOM kill). nil or -1: the parent's value, as Docker's default.
+	// v1 memory.swappiness. cgroup v2 has no per-group swappiness, so it
+	// is ignored there, as Docker does (with a warning).
+	MemorySwappiness *int64
+	// OOMKillDisable turns the OOM killer off for the group
+	// (--oom-kill-disable): a process that reaches the memory limit waits
+	// for memory instead of being killed, so set Memory too. false: the
+	// kernel's default, killing. v1 memory.oom_control. cgroup v2 has no
+	// such control, so it is ignored there, as Docker does (with a warning).
+	OOMKillDisable bool
 	// CPUShares is the relative cpu weight (--cpu-shares); 0 means the
 	// default 1024. Values are clamped to 2..262144 as Docker does; on v2
 	// they become cpu.weight = 1 + ((shares-2)*9999)/262142.
@@ -47,6 +59,14 @@ type Resources struct {
 	// BlkioWeight is the relative block io weight (--blkio-weight), 10..1000;
 	// 0: the kernel default. On v2 it becomes io.weight 1 + (w-10)*9999/990.
 	BlkioWeight uint16
+	// BlkioWeightDevice are weights for single devices
+	// (--blkio-weight-device), overriding BlkioWeight there: v1
+	// blkio.weight_device (BFQ: blkio.bfq.weight_device), v2
+	// io.bfq.weight, or io.weight with the weight converted as for
+	// BlkioWeight, each "major:minor weight". The device must be under a
+	// scheduler that weighs groups (BFQ, or iocost on v2), or the kernel
+	// refuses it: errdefs.ErrUnsupported.
+	BlkioWeightDevice []WeightDevice
 	// Throttles per device (--device-read-bps, --device-write-bps,
 	// --device-read-iops, --device-write-iops), by major:minor numbers.
 	BlkioDeviceReadBps   []ThrottleDevice
@@ -67,6 +87,13 @@ type ThrottleDevice struct {
 	Major, Minor int64
 	// Rate is bytes per second or io operations per second; 0 removes the limit.
 	Rate uint64
+}
+
+// WeightDevice is a block io weight for one block device.
+type WeightDevice struct {
+	Major, Minor int64
+	// Weight is 10..1000, like BlkioWeight; 0 sets none for the device.
+	Weight uint16
 }
 
 // HugepageLimit caps huge page usage of one page size.
@@ -148,6 +175,7 @@ const (
 	minCPUQuota    = 1000
 	minBlkioWeight = 10
 	maxBlkioWeight = 1000
+	maxSwappiness  = 100
 )
 
 func invalid(flag, format string, args ...any) error {
@@ -212,8 +240,24 @@ func (r *Resources) Validate() error {
 	if r.PidsLimit < -1 {
 		add(invalid("--pids-limit", "%d is out of range: -1 or 0 (unlimited), or a positive number", r.PidsLimit))
 	}
+	if r.MemorySwappiness != nil && *r.MemorySwappiness != -1 && (*r.MemorySwappiness < 0 || *r.MemorySwappiness > maxSwappiness) {
+		add(invalid("--memory-swappiness", "invalid value: %d, valid memory swappiness range is 0-100", *r.MemorySwappiness))
+	}
 	if r.BlkioWeight != 0 && (r.BlkioWeight < minBlkioWeight || r.BlkioWeight > maxBlkioWeight) {
 		add(invalid("--blkio-weight", "range of blkio weight is from 10 to 1000, got %d", r.BlkioWeight))
+	}
+	seenW := map[[2]int64]bool{}
+	for _, d := range r.BlkioWeightDevice {
+		if d.Major < 0 || d.Minor < 0 {
+			add(invalid("--blkio-weight-device", "device %d:%d: major and minor must be >= 0", d.Major, d.Minor))
+		}
+		if d.Weight != 0 && (d.Weight < minBlkioWeight || d.Weight > maxBlkioWeight) {
+			add(invalid("--blkio-weight-device", "device %d:%d: range of blkio weight is from 10 to 1000, got %d", d.Major, d.Minor, d.Weight))
+		}
+		if seenW[[2]int64{d.Major, d.Minor}] {
+			add(invalid("--blkio-weight-device", "device %d:%d given twice", d.Major, d.Minor))
+		}
+		seenW[[2]int64{d.Major, d.Minor}] = true
 	}
 	for _, t := range []struct {
 		flag string
@@ -325,6 +369,14 @@ func (r *Resources) memsw() int64 {
 		return 2 * r.Memory
 	}
 	return r.MemorySwap
+}
+
+// swappiness returns the swappiness to set, -1 for the parent's.
+func (r *Resources) swappiness() int64 {
+	if r.MemorySwappiness == nil {
+		return -1
+	}
+	return *r.MemorySwappiness
 }
 
 // pids returns the pids limit, -1 for none.

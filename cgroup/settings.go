@@ -48,6 +48,13 @@ func v1Settings(r *Resources, h *host) []setting {
 	if r.MemoryReservation > 0 {
 		add("memory", "memory.soft_limit_in_bytes", "", itoa(r.MemoryReservation), "-1")
 	}
+	// A fresh group has its parent's swappiness, and the OOM killer on.
+	if sw := r.swappiness(); sw >= 0 {
+		add("memory", "memory.swappiness", "", itoa(sw), resetParent)
+	}
+	if r.OOMKillDisable {
+		add("memory", "memory.oom_control", "", "1", "0")
+	}
 	// A fresh v1 group has 1024 shares and a 100 ms period already.
 	if sh := r.shares(); sh > 0 && sh != defCPUShares {
 		add("cpu", "cpu.shares", "", itoa(sh), itoa(defCPUShares))
@@ -75,6 +82,18 @@ func v1Settings(r *Resources, h *host) []setting {
 		}
 		add("blkio", file, "", strconv.Itoa(int(r.BlkioWeight)), def)
 	}
+	// CFQ's weight_device drops a device's weight at 0, BFQ's at "default".
+	wfile, wreset := "blkio.weight_device", " 0"
+	if h != nil && h.blkioWeight == "blkio.bfq.weight" {
+		wfile, wreset = "blkio.bfq.weight_device", " default"
+	}
+	for _, d := range r.BlkioWeightDevice {
+		if d.Weight == 0 {
+			continue
+		}
+		k := devKey(d.Major, d.Minor)
+		add("blkio", wfile, k, k+" "+strconv.Itoa(int(d.Weight)), k+wreset)
+	}
 	for _, t := range []struct {
 		file string
 		l    []ThrottleDevice
@@ -99,6 +118,8 @@ func v1Settings(r *Resources, h *host) []setting {
 }
 
 // v2Settings maps r to cgroup v2 files, as runc and Docker do.
+// MemorySwappiness and OOMKillDisable have no v2 file and are ignored, as
+// Docker does.
 func v2Settings(r *Resources) []setting {
 	var s []setting
 	add := func(file, key, value, reset string) *setting {
@@ -141,6 +162,15 @@ func v2Settings(r *Resources) []setting {
 		// BFQ takes the v1 range as is; io.weight (iocost) the converted one.
 		st := add("io.bfq.weight", "", strconv.Itoa(int(r.BlkioWeight)), "100")
 		st.fallback = &setting{file: "io.weight", value: "default " + itoa(BlkioWeightToIOWeight(r.BlkioWeight)), reset: "default 100"}
+	}
+	// Per device, one line each: "major:minor weight", "default" drops it.
+	for _, d := range r.BlkioWeightDevice {
+		if d.Weight == 0 {
+			continue
+		}
+		k := devKey(d.Major, d.Minor)
+		st := add("io.bfq.weight", k, k+" "+strconv.Itoa(int(d.Weight)), k+" default")
+		st.fallback = &setting{file: "io.weight", key: k, value: k + " " + itoa(BlkioWeightToIOWeight(d.Weight)), reset: k + " default"}
 	}
 	// io.max takes all four limits of one device on one line.
 	type lim struct{ rbps, wbps, riops, wiops uint64 }

@@ -159,6 +159,85 @@ func TestV2SettingsDevices(t *testing.T) {
 	}
 }
 
+// TestV2Knobs maps --memory-swappiness, --oom-kill-disable and
+// --blkio-weight-device through the v2 code to plain files, file by file:
+// the first two have no v2 file and are ignored, as Docker does; a device
+// weight goes to io.bfq.weight as is, or converted to io.weight (iocost).
+func TestV2Knobs(t *testing.T) {
+	root := t.TempDir()
+	h := &host{mode: Unified, unified: root, noDevices: true}
+	files := []string{"memory.max", "memory.swap.max", "io.weight"}
+	r := Resources{
+		Memory: 100 << 20, MemorySwappiness: new(int64(10)), OOMKillDisable: true,
+		BlkioWeightDevice: []WeightDevice{{8, 0, 300}},
+	}
+	c, err := (&Config{Name: "k", Resources: r, host: h}).build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(c.v2, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	// step empties the control files (as a fresh group's are), applies r
+	// as an update from the last resources and compares every file.
+	step := func(name string, r Resources, want map[string]string) {
+		t.Helper()
+		for _, f := range files {
+			if err := os.WriteFile(filepath.Join(c.v2, f), nil, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		old := c.res
+		if err := c.apply(&old, &r, false); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		c.res = r
+		for _, f := range files {
+			b, _ := os.ReadFile(filepath.Join(c.v2, f))
+			if got := string(b); got != want[f] {
+				t.Errorf("%s: %s = %q, want %q", name, f, got, want[f])
+			}
+		}
+		for _, f := range []string{"memory.swappiness", "memory.oom_control"} {
+			if _, err := os.Stat(filepath.Join(c.v2, f)); err == nil {
+				t.Errorf("%s: %s written on v2", name, f)
+			}
+		}
+	}
+	step("create", r, map[string]string{
+		"memory.max":      "104857600",
+		"memory.swap.max": "104857600",
+		"io.weight":       "8:0 2930", // 1 + (300-10)*9999/990
+	})
+	r.BlkioWeightDevice = []WeightDevice{{8, 0, 1000}}
+	r.MemorySwappiness, r.OOMKillDisable = new(int64(0)), false
+	step("update", r, map[string]string{"io.weight": "8:0 10000"})
+	r.BlkioWeightDevice = nil
+	step("drop", r, map[string]string{"io.weight": "8:0 default"})
+
+	// With BFQ, the weight goes unconverted to io.bfq.weight.
+	files = append(files, "io.bfq.weight")
+	r.BlkioWeightDevice = []WeightDevice{{8, 0, 200}}
+	step("bfq", r, map[string]string{"io.bfq.weight": "8:0 200"})
+	r.BlkioWeightDevice = []WeightDevice{{8, 0, 0}} // 0: none for the device
+	step("bfq drop", r, map[string]string{"io.bfq.weight": "8:0 default"})
+
+	// Several devices: one line each, in the order given.
+	var got []string
+	for _, s := range v2Settings(&Resources{BlkioWeight: 500, OOMKillDisable: true,
+		BlkioWeightDevice: []WeightDevice{{8, 16, 100}, {8, 0, 10}}}) {
+		got = append(got, s.file+": "+s.value+" (else "+s.fallback.file+": "+s.fallback.value+")")
+	}
+	want := []string{
+		"io.bfq.weight: 500 (else io.weight: default 4950)",
+		"io.bfq.weight: 8:16 100 (else io.weight: 8:16 910)",
+		"io.bfq.weight: 8:0 10 (else io.weight: 8:0 1)",
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("got\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
 // unifiedHost points the v2 code at the hybrid host's unified mount, which
 // has no resource controllers but a real cgroup2 tree: membership,
 // CLONE_INTO_CGROUP, cgroup.freeze, cgroup.kill, cgroup.events and eBPF
