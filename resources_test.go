@@ -3,13 +3,17 @@
 package berth_test
 
 import (
+	"bytes"
 	"context"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/berthrt/berth"
+	"github.com/berthrt/berth/cgroup"
 )
 
 func TestPauseResumeStatsUpdate(t *testing.T) {
@@ -76,11 +80,89 @@ func TestPauseResumeStatsUpdate(t *testing.T) {
 func TestInvalidLimitsAreRefused(t *testing.T) {
 	rt := newRuntime(t)
 	img := toolboxImage(t, rt)
-	for _, r := range []berth.Resources{{Memory: 1 << 20}, {CPUPeriod: 10}, {BlkioWeight: 5}} {
+	for _, r := range []berth.Resources{{Memory: 1 << 20}, {CPUPeriod: 10}, {BlkioWeight: 5},
+		{MemorySwappiness: new(int64(101))}, {BlkioWeightDevice: []cgroup.WeightDevice{{Major: 8, Weight: 5}}}} {
 		if _, err := rt.Create(context.Background(), berth.ContainerConfig{Image: img, Resources: r}); err == nil {
 			t.Errorf("limits %+v accepted", r)
 		}
 	}
+}
+
+// TestOOMKillDisableAndSwappiness: with --oom-kill-disable a memory hog
+// waits at its limit instead of being killed, and finishes once Update
+// raises the limit; --memory-swappiness reaches the group.
+func TestOOMKillDisableAndSwappiness(t *testing.T) {
+	if cgroup.HostMode() == cgroup.Unified {
+		t.Skip("v1 controls, ignored on cgroup v2")
+	}
+	rt := newRuntime(t)
+	img := toolboxImage(t, rt)
+	ctx := context.Background()
+	var out bytes.Buffer // read after Wait only
+	r := berth.Resources{Memory: 32 << 20, MemorySwap: 32 << 20, MemorySwappiness: new(int64(0)), OOMKillDisable: true}
+	c, err := rt.Create(ctx, berth.ContainerConfig{Image: img, Cmd: []string{"memhog", "64"}, NetworkMode: "none",
+		Stdout: &out, Resources: r})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Delete(context.Background(), berth.DeleteOptions{Force: true}) })
+	dir := memoryCgroup(t, c.State().Pid)
+	if b, _ := os.ReadFile(filepath.Join(dir, "memory.swappiness")); strings.TrimSpace(string(b)) != "0" {
+		t.Errorf("memory.swappiness = %q, want 0", b)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		b, _ := os.ReadFile(filepath.Join(dir, "memory.oom_control"))
+		if strings.Contains(string(b), "oom_kill_disable 1") && strings.Contains(string(b), "under_oom 1") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the hog never waited at its limit: memory.oom_control %q", b)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if st := c.State(); st.Status != berth.StatusRunning || st.OOMKilled {
+		t.Fatalf("under OOM with the killer off: %+v", st)
+	}
+	r.Memory, r.MemorySwap = 256<<20, 0
+	if err := c.Update(ctx, r); err != nil {
+		t.Fatal(err)
+	}
+	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	st, err := c.Wait(wctx)
+	if err != nil || st.ExitCode != 0 || st.OOMKilled {
+		t.Fatalf("after raising the limit: %+v %v", st, err)
+	}
+	if !strings.Contains(out.String(), "allocated 64 MiB") {
+		t.Errorf("memhog printed %q", out.String())
+	}
+	info, err := c.Inspect(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !info.Config.OOMKillDisable || info.Config.MemorySwappiness == nil || *info.Config.MemorySwappiness != 0 {
+		t.Errorf("inspect: OOMKillDisable %v, MemorySwappiness %v", info.Config.OOMKillDisable, info.Config.MemorySwappiness)
+	}
+}
+
+// memoryCgroup returns the v1 memory group directory of process pid.
+func memoryCgroup(t *testing.T, pid int) string {
+	t.Helper()
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cgroup")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if f := strings.SplitN(l, ":", 3); len(f) == 3 && f[1] == "memory" {
+			return filepath.Join("/sys/fs/cgroup/memory", f[2])
+		}
+	}
+	t.Fatalf("process %d has no memory group: %s", pid, b)
+	return ""
 }
 
 func TestPidsLimitStopsForkBomb(t *testing.T) {

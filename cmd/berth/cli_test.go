@@ -175,3 +175,58 @@ func TestDetachedLifecycle(t *testing.T) {
 		t.Errorf("the control directory of %s survived", id[:12])
 	}
 }
+
+// TestResourceFlags: --memory-swappiness, --oom-kill-disable and
+// --blkio-weight-device reach the container's config, and bad values
+// fail with status 125 and a message naming the flag.
+func TestResourceFlags(t *testing.T) {
+	c := newCLI(t)
+	c.must("toolbox-image", "berth/toolbox")
+	dev := anyBlockDevice(t)
+	id := strings.TrimSpace(c.must("create", "--network", "none", "-m", "64m", "--memory-swappiness", "0",
+		"--oom-kill-disable", "--blkio-weight-device", dev+":300", "berth/toolbox", "true"))
+	var info []struct {
+		Config struct {
+			Resources cgroup.Resources `json:"resources"`
+		}
+	}
+	if err := json.Unmarshal([]byte(c.must("inspect", id)), &info); err != nil || len(info) != 1 {
+		t.Fatalf("inspect: %v", err)
+	}
+	r := info[0].Config.Resources
+	if r.MemorySwappiness == nil || *r.MemorySwappiness != 0 || !r.OOMKillDisable ||
+		len(r.BlkioWeightDevice) != 1 || r.BlkioWeightDevice[0].Weight != 300 {
+		t.Errorf("config: swappiness %v, oom-kill-disable %v, weight devices %+v", r.MemorySwappiness, r.OOMKillDisable, r.BlkioWeightDevice)
+	}
+	// Left unset, swappiness is nil (the default), not 0.
+	id = strings.TrimSpace(c.must("create", "--network", "none", "berth/toolbox", "true"))
+	if err := json.Unmarshal([]byte(c.must("inspect", id)), &info); err != nil || info[0].Config.Resources.MemorySwappiness != nil {
+		t.Errorf("default swappiness: %v %v", info[0].Config.Resources.MemorySwappiness, err)
+	}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--memory-swappiness", "101"}, "--memory-swappiness: invalid value: 101, valid memory swappiness range is 0-100"},
+		{[]string{"--blkio-weight-device", dev + ":5"}, "--blkio-weight-device: device"},
+		{[]string{"--blkio-weight-device", "/dev/null:100"}, "--blkio-weight-device \"/dev/null:100\": /dev/null is not a block device"},
+	} {
+		out, err := c.run(append(append([]string{"create", "--network", "none"}, tc.args...), "berth/toolbox", "true")...)
+		if exitStatus(err) != 125 || !strings.Contains(out, tc.want) {
+			t.Errorf("create %s: status %d, %q, want 125 and %q", strings.Join(tc.args, " "), exitStatus(err), out, tc.want)
+		}
+	}
+}
+
+// anyBlockDevice returns the path of a block device node.
+func anyBlockDevice(t *testing.T) string {
+	ents, _ := os.ReadDir("/sys/block")
+	for _, e := range ents {
+		p := "/dev/" + e.Name()
+		if st, err := os.Stat(p); err == nil && st.Mode()&os.ModeDevice != 0 && st.Mode()&os.ModeCharDevice == 0 {
+			return p
+		}
+	}
+	t.Skip("no block device node")
+	return ""
+}

@@ -44,6 +44,9 @@ type runFlags struct {
 	cpusetCpus, cpusetMems, cgroupParent, stopSignal         string
 	blkioWeight                                              uint16
 	stopTimeout                                              int
+	swappiness                                               int64
+	oomKillDisable                                           bool
+	weightDevices                                            []string
 }
 
 func (f *runFlags) register(fs *pflag.FlagSet) {
@@ -80,6 +83,9 @@ func (f *runFlags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&f.cpusetMems, "cpuset-mems", "", "memory nodes allowed")
 	fs.Int64Var(&f.pidsLimit, "pids-limit", 0, "max number of processes")
 	fs.Uint16Var(&f.blkioWeight, "blkio-weight", 0, "block io weight 10-1000")
+	fs.StringArrayVar(&f.weightDevices, "blkio-weight-device", nil, "block io weight of a device DEVICE:WEIGHT (10-1000)")
+	fs.Int64Var(&f.swappiness, "memory-swappiness", -1, "memory swappiness 0-100 (-1: the default; ignored on cgroup v2)")
+	fs.BoolVar(&f.oomKillDisable, "oom-kill-disable", false, "disable the OOM killer (ignored on cgroup v2)")
 	fs.StringVar(&f.cgroupParent, "cgroup-parent", "", "parent cgroup")
 	fs.StringArrayVar(&f.devices, "device", nil, "host device HOST[:CONTAINER[:rwm]]")
 	fs.StringArrayVar(&f.readBps, "device-read-bps", nil, "read rate limit DEVICE:RATE (e.g. /dev/sda:1mb)")
@@ -200,6 +206,29 @@ func (f *runFlags) config(ctx context.Context, rt *berth.Runtime, args []string)
 	r.NanoCPUs = int64(f.cpus * 1e9)
 	r.CPUShares, r.CPUPeriod, r.CPUQuota = f.cpuShares, f.cpuPeriod, f.cpuQuota
 	r.CpusetCpus, r.CpusetMems, r.PidsLimit, r.BlkioWeight = f.cpusetCpus, f.cpusetMems, f.pidsLimit, f.blkioWeight
+	if f.swappiness != -1 {
+		r.MemorySwappiness = new(f.swappiness)
+	}
+	r.OOMKillDisable = f.oomKillDisable
+	// Docker's warnings for these: accepted, but doing less than asked.
+	if r.OOMKillDisable && r.Memory == 0 {
+		fmt.Fprintln(os.Stderr, "WARNING: Disabling the OOM killer on containers without setting a '-m/--memory' limit may be dangerous.")
+	}
+	if cgroup.HostMode() == cgroup.Unified {
+		if r.OOMKillDisable {
+			fmt.Fprintln(os.Stderr, "WARNING: Your kernel does not support OomKillDisable. OomKillDisable discarded.")
+		}
+		if r.MemorySwappiness != nil {
+			fmt.Fprintln(os.Stderr, "WARNING: Your kernel does not support memory swappiness capabilities or the cgroup is not mounted. Memory swappiness discarded.")
+		}
+	}
+	for _, v := range f.weightDevices {
+		wd, err := parseWeightDevice(v)
+		if err != nil {
+			return cfg, err
+		}
+		r.BlkioWeightDevice = append(r.BlkioWeightDevice, wd)
+	}
 	for _, d := range f.devices {
 		parts := strings.Split(d, ":")
 		dm := berth.DeviceMapping{PathOnHost: parts[0]}
@@ -231,6 +260,25 @@ func (f *runFlags) config(ctx context.Context, rt *berth.Runtime, args []string)
 		}
 	}
 	return cfg, nil
+}
+
+// parseWeightDevice reads DEVICE:WEIGHT for --blkio-weight-device; the
+// weight's range is checked with the other limits.
+func parseWeightDevice(v string) (cgroup.WeightDevice, error) {
+	const flag = "--blkio-weight-device"
+	i := strings.LastIndex(v, ":")
+	if i <= 0 {
+		return cgroup.WeightDevice{}, fmt.Errorf("%s %q: want DEVICE:WEIGHT: %w", flag, v, berth.ErrInvalid)
+	}
+	var st unix.Stat_t
+	if err := unix.Stat(v[:i], &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFBLK {
+		return cgroup.WeightDevice{}, fmt.Errorf("%s %q: %s is not a block device: %w", flag, v, v[:i], berth.ErrInvalid)
+	}
+	w, err := strconv.ParseUint(v[i+1:], 10, 16)
+	if err != nil {
+		return cgroup.WeightDevice{}, fmt.Errorf("%s %q: invalid weight for device, want 10 to 1000: %w", flag, v, berth.ErrInvalid)
+	}
+	return cgroup.WeightDevice{Major: int64(unix.Major(uint64(st.Rdev))), Minor: int64(unix.Minor(uint64(st.Rdev))), Weight: uint16(w)}, nil
 }
 
 // parseThrottle reads DEVICE:RATE for the blkio throttle flags.
