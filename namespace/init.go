@@ -438,6 +438,7 @@ func (sv *supervisor) run() {
 	_ = sv.started(s.owner, p, false)
 	close(w.ready)
 
+	time.AfterFunc(shrinkDelay, shrink)
 	go sv.reaper()
 	go sv.forwardSignals()
 	go sv.serveConn(s.owner, true)
