@@ -408,3 +408,35 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// BenchmarkHostFloor: fork+exec+wait of `true` on the host, no container:
+// the floor under BenchmarkBerthRunTrue* and BenchmarkBerthExec* on this
+// machine (busybox's, and the Go toolbox's, which exits from an early init).
+func BenchmarkHostFloor(b *testing.B) {
+	busybox := testutil.RequiresCommand(b, "busybox")
+	for _, tc := range []struct {
+		name string
+		path string
+		argv []string
+	}{
+		{"busybox-true", busybox, []string{"true"}},
+		{"toolbox-true", toolboxtest.Binary(b), []string{"toolbox", "true"}},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			var d []time.Duration
+			for i := 0; i < b.N; i++ {
+				t0 := time.Now()
+				pid, err := syscall.ForkExec(tc.path, tc.argv, &syscall.ProcAttr{})
+				if err != nil {
+					b.Fatal(err)
+				}
+				var ws syscall.WaitStatus
+				if _, err := syscall.Wait4(pid, &ws, 0, nil); err != nil || ws.ExitStatus() != 0 {
+					b.Fatal(ws, err)
+				}
+				d = append(d, time.Since(t0))
+			}
+			reportMedian(b, d)
+		})
+	}
+}

@@ -79,9 +79,7 @@
 // fails with EROFS, it costs no memory and leaves nothing to clean up.
 // Kernels without mount_setattr get a sealed memfd copy instead (the
 // binary's size in memory, once per process: 4.7 MB for this package's test
-// binary). Measured here: an idle supervisor's PSS is about 3.3 MB (1.2 MB
-// of it private heap and stacks, the rest the binary's pages, shared with
-// the owner and every other supervisor).
+// binary). An idle supervisor's memory is under Cost below.
 //
 // # Differences from Docker
 //
@@ -105,26 +103,35 @@
 //
 // # Cost
 //
-// Measured on the 2-vCPU CI machine shared with other jobs (where /bin/true
-// alone costs 2.3 ms of CPU and a Go hello-world 7.5 ms): Start+Wait of
-// /bin/true from a plain rootfs directory (all default namespaces) 24-48 ms
-// median depending on load, about 3x faster than `runc run` of the same
-// rootfs measured interleaved (BenchmarkStartTrueVsRunc); Exec of /bin/true
-// into a running container 4.6-7 ms. Most of a start is the Go runtime and
-// package initialisation of the re-executed binary, then the kernel's
-// namespace creation and teardown. Go initialises every package of the
-// program that sorts before this one or that this one waits for (net, and so
-// everything lexically before "vendor/...") before this package's hook
-// runs, so package-level work anywhere in the program is paid by every
-// container: berth's own packages keep none (no regexps or big maps built
-// at init; measured in bench's 16 MB test binary, dropping two of them cut
-// the init's CPU before the hook from about 30 to 26 ms under load, and an
-// idle supervisor's private memory from 1.9 to 1.4 MB).
+// On the 2-vCPU CI machine (shared and noisy; there an empty Go program
+// takes about 6 ms from fork to exit and a fork+exec+wait of busybox's true
+// from Go 1.7 ms), a start is made of, in order of size:
 //
-// An idle supervisor's PSS is its private part (about 1.4 MB: heap and
-// stacks) plus its share of the binary's pages, which it shares with the
-// owner and every other supervisor: about 5 MB for one container beside
-// bench's owner, 2.1 MB each for ten.
+//   - the re-executed binary's Go runtime and package initialisation before
+//     this package's hook runs: 9-14 ms for bench's 16 MB test binary, 2-3
+//     ms less when it is built without cgo. Go initialises, before this
+//     package, every package it imports and every package that sorts before
+//     it and is ready earlier; so this package imports nothing late (not
+//     net: its control sockets are raw non-blocking fds on the runtime's
+//     poller), and berth's own packages do no work at init. A hook placed
+//     in a package with no imports but os would run only about 2 ms earlier
+//     in the same binary (measured), not worth writing the init without
+//     encoding/json, path/filepath and x/sys/unix;
+//   - the kernel's creation and teardown of the namespaces: about 4 ms
+//     (`unshare -mpfniuC true` against `unshare true`), half of it at the
+//     init's exit, which Wait includes;
+//   - the rootfs (overlay, /proc, /dev, /sys, masks, cgroup binds) and
+//     security settings: 4-5 ms;
+//   - the user's process itself.
+//
+// An Exec costs a round trip on the control socket, a fork from the
+// supervisor's main thread and the wait: 3.3-4.6 ms for busybox's true
+// (1.7 ms of that is the fork+exec+wait itself).
+//
+// An idle supervisor unmaps, 50 ms after its process started, the pages of
+// the binary its start-up touched (see shrink): its PSS is then about 1.9
+// MB alone beside its owner, 1.4 MB each for ten (about 1.3 MB of it
+// private heap and stacks), against 4.5 and 1.9 MB before.
 //
 // # Tracing a start
 //
