@@ -113,6 +113,17 @@ type Config struct {
 	// UIDMappings and GIDMappings map ids when Namespaces has "user".
 	UIDMappings []IDMap `json:"uidMappings,omitempty"`
 	GIDMappings []IDMap `json:"gidMappings,omitempty"`
+	// MapRootfs shows the rootfs through idmapped mounts with the user
+	// namespace's mappings, so that files owned by host ids appear owned by
+	// the same ids in the container (host uid 0 as the container's root):
+	// an image's layers need no chowned copy. For an overlay Rootfs only the
+	// lower directories are idmapped, so what the container writes is
+	// stored in the upper directory with the mapped host ids, and the upper
+	// directory is chowned to the host ids of the container's root. False
+	// uses the rootfs as it is (chown it to the mapped ids). Requires "user"
+	// in Namespaces and container ids 0 mapped; see idmap.go for the
+	// mechanism.
+	MapRootfs bool `json:"mapRootfs,omitempty"`
 	// NetNS is the path of an existing network namespace to join (for
 	// example /proc/<pid>/ns/net of another container, Docker's
 	// container:<id> mode) instead of creating one. "" joins nothing.

@@ -44,6 +44,13 @@
 // Container.Wait returns only after the supervisor itself has exited, so
 // when it returns nothing of the container runs any more.
 //
+// With a user namespace, the init is the namespace's root and has no
+// privilege over host paths: the owner prepares the rootfs, Files and bind
+// mounts as detached mounts (open_tree, fsmount) and passes them over the
+// socket right after the clone; with Config.MapRootfs the image layers are
+// idmapped mounts with the init's own user namespace, so host uid 0 in a
+// layer is the container's root (see idmap.go for why and how).
+//
 // Seccomp profiles are compiled to BPF by the owner, once per distinct
 // profile and capability set, and the init only installs the program
 // (compiling Docker's profile costs milliseconds).

@@ -60,6 +60,8 @@ type initState struct {
 	trace      *tracer
 	mainSpec   *spawnSpec
 	cgBinds    *cgroupBinds
+	mfds       map[string]*os.File // mounts from the owner (idmap.go)
+	root       string              // the rootfs before pivot_root: RootDir, or a path to it
 }
 
 func (s *initState) gidMapped(gid int) bool {
@@ -180,9 +182,10 @@ func (s *initState) setup(stdio [3]*os.File) error {
 			return stepErr("sethostname", err)
 		}
 	}
-	if err := pivotRoot(cfg.RootDir); err != nil {
+	if err := pivotRoot(s.root); err != nil {
 		return err
 	}
+	s.closeMounts()
 	if err := setRlimits(cfg.Process.Rlimits); err != nil {
 		return err
 	}

@@ -24,6 +24,8 @@ import (
 // Client to supervisor:
 //
 //	init    (owner only, first) config + stdio fds + status file fd + listener fd
+//	mountfd (owner only, user namespace) one detached mount fd, named by Mount
+//	mounts  (owner only, user namespace) the mountfd messages are done
 //	go      (owner only) Prestart is done: start the process
 //	attach  bind this connection to the main process
 //	exec    process config + stdio fds: start a process, bind the connection to it
@@ -51,6 +53,8 @@ type message struct {
 	Pids    []int          `json:"pids,omitempty"`
 	Status  *ExitStatus    `json:"status,omitempty"`
 	Err     *wireError     `json:"err,omitempty"`
+	// Mount names the fd of a "mountfd" message (see idmap.go).
+	Mount string `json:"mount,omitempty"`
 	// PidFD, SelfFD, Master say which fds a "started" message carries, in
 	// this order: a pidfd of the process, a pidfd of the supervisor, the
 	// pty master.
@@ -87,6 +91,9 @@ type hostInfo struct {
 	// StatusFD and ListenFD say whether the init message carries them.
 	StatusFD bool `json:"statusFD,omitempty"`
 	ListenFD bool `json:"listenFD,omitempty"`
+	// MountFDs: the owner sends the rootfs, Files and bind mounts as
+	// detached mounts after the clone (a user namespace; see idmap.go).
+	MountFDs bool `json:"mountFDs,omitempty"`
 	// LastCap is the highest capability the kernel knows.
 	LastCap int `json:"lastCap"`
 	// NewCgroupNS: the cgroup namespace is already created by clone.

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 
 	"github.com/berthrt/berth/errdefs"
@@ -122,6 +123,11 @@ var defaultDevices = []device{
 func (s *initState) setupRootfs() error {
 	cfg := s.cfg
 	root := cfg.RootDir
+	if s.host.MountFDs {
+		if err := s.recvMounts(); err != nil {
+			return mountErr("mounts from the owner", err)
+		}
+	}
 
 	// Nothing mounted from here on may propagate to the host.
 	prop := uintptr(unix.MS_REC | unix.MS_PRIVATE)
@@ -135,13 +141,20 @@ func (s *initState) setupRootfs() error {
 		return mountErr("make / private", os.NewSyscallError("mount", err))
 	}
 
-	if len(cfg.Rootfs) > 0 {
+	if s.mfds != nil {
+		r, err := s.attachRoot()
+		if err != nil {
+			return mountErr("mount rootfs", err)
+		}
+		root = r
+	} else if len(cfg.Rootfs) > 0 {
 		if err := mount.All(cfg.Rootfs, root); err != nil {
 			return mountErr("mount rootfs", err)
 		}
 	} else if err := doMount(root, root, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
 		return mountErr("bind rootfs", err)
 	}
+	s.root = root
 
 	// /proc
 	t, err := mkdirIn(root, "/proc", 0o555)
@@ -170,12 +183,24 @@ func (s *initState) setupRootfs() error {
 		}
 	}
 
-	for _, m := range cfg.Mounts {
-		if err := mountInRoot(root, m); err != nil {
+	for i, m := range cfg.Mounts {
+		var err error
+		if f := s.mfds[mountKeyMount+strconv.Itoa(i)]; f != nil {
+			err = attachAt(root, m.Target, f, m.Options)
+		} else {
+			err = mountInRoot(root, m)
+		}
+		if err != nil {
 			return mountErr("mount "+m.Target, err)
 		}
 	}
 	for _, target := range sortedKeys(cfg.Files) {
+		if f := s.mfds[mountKeyFile+target]; f != nil {
+			if err := attachAt(root, target, f, nil); err != nil {
+				return mountErr("bind "+target, err)
+			}
+			continue
+		}
 		src := cfg.Files[target]
 		t, err := touchIn(root, target)
 		if err != nil {

@@ -160,6 +160,9 @@ func (c *Config) validate() error {
 			return fmt.Errorf("container %s: unknown namespace %q: %w", c.ID, n, errdefs.ErrInvalid)
 		}
 	}
+	if err := c.validateMapRootfs(); err != nil {
+		return err
+	}
 	if c.Detached && c.ControlDir == "" {
 		return fmt.Errorf("container %s: a detached container needs a ControlDir: %w", c.ID, errdefs.ErrInvalid)
 	}
@@ -306,7 +309,8 @@ func Start(ctx context.Context, cfg *Config, stdio Stdio, opts StartOptions) (*C
 		}
 		flags |= cloneFlags[n]
 	}
-	host := &hostInfo{CgroupV1: hostCgroups(), NewCgroupNS: flags&unix.CLONE_NEWCGROUP != 0, LastCap: hostLastCap()}
+	host := &hostInfo{CgroupV1: hostCgroups(), NewCgroupNS: flags&unix.CLONE_NEWCGROUP != 0, LastCap: hostLastCap(),
+		MountFDs: flags&unix.CLONE_NEWUSER != 0}
 	if tr != nil {
 		host.Trace = tr.f.Name()
 	}
@@ -425,6 +429,15 @@ func Start(ctx context.Context, cfg *Config, stdio Stdio, opts StartOptions) (*C
 		return nil, err
 	}
 
+	if host.MountFDs {
+		if err := sendMounts(owner, cfg, pid); err != nil {
+			if serr := pendingError(owner, cfg.ID); serr != nil {
+				return abort(serr)
+			}
+			return abort(fmt.Errorf("container %s: mounts for the user namespace: %w", cfg.ID, err))
+		}
+		tr.mark("mounts sent")
+	}
 	if opts.Prestart != nil {
 		if err := opts.Prestart(pid); err != nil {
 			// The init may have failed first, and that is the better error.
