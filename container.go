@@ -31,6 +31,10 @@ type Resources = cgroup.Resources
 // PortMapping publishes a container port on the host (-p).
 type PortMapping = netdev.PortMapping
 
+// IDMap maps Size ids from ContainerID in the container to HostID on the
+// host (a line of /proc/<pid>/uid_map).
+type IDMap = namespace.IDMap
+
 // Mount is a bind mount, a named volume or a tmpfs in a container.
 type Mount struct {
 	// Type is "bind", "volume" or "tmpfs". Zero: "bind" when Source is an
@@ -105,6 +109,20 @@ type ContainerConfig struct {
 	// or "CAP_NET_ADMIN"; "ALL" for every capability).
 	CapAdd  []string `json:"capAdd,omitempty"`
 	CapDrop []string `json:"capDrop,omitempty"`
+	// UIDMappings and GIDMappings run the container in a user namespace
+	// with these id maps (podman --uidmap/--gidmap, runc's
+	// linux.uidMappings): container ids ContainerID to ContainerID+Size-1
+	// are host ids HostID to HostID+Size-1. Both or neither must be given;
+	// each must map container id 0, with positive sizes and ranges that
+	// overlap neither in the container nor on the host. The image's layers
+	// are shown through idmapped mounts, so a file owned by host uid 0 in
+	// the image is owned by the container's root; what the container writes
+	// is stored in its writable layer with the mapped host ids. Capabilities
+	// then hold only in the container's namespaces, and bind mounts and
+	// volumes show host ids outside the maps as nobody (65534). Zero: no
+	// user namespace (container root is host root, as with Docker).
+	UIDMappings []IDMap `json:"uidMappings,omitempty"`
+	GIDMappings []IDMap `json:"gidMappings,omitempty"`
 	// Privileged gives all capabilities and devices, no seccomp, no masked
 	// paths and a writable /sys.
 	Privileged bool `json:"privileged,omitempty"`

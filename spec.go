@@ -108,8 +108,61 @@ func validateConfig(cfg *ContainerConfig) error {
 			return err
 		}
 	}
+	if err := validateIDMaps(cfg.UIDMappings, cfg.GIDMappings); err != nil {
+		return err
+	}
 	return cfg.Resources.Validate()
 }
+
+// maxIDMapLines is the kernel's limit on the lines of a uid_map or gid_map.
+const maxIDMapLines = 340
+
+// validateIDMaps checks UIDMappings and GIDMappings as the kernel would
+// when writing them, and that each maps the container's root.
+func validateIDMaps(uids, gids []IDMap) error {
+	if (len(uids) == 0) != (len(gids) == 0) {
+		if len(uids) == 0 {
+			return fmt.Errorf("GIDMappings without UIDMappings: give both or neither: %w", ErrInvalid)
+		}
+		return fmt.Errorf("UIDMappings without GIDMappings: give both or neither: %w", ErrInvalid)
+	}
+	for _, f := range []struct {
+		name string
+		maps []IDMap
+	}{{"UIDMappings", uids}, {"GIDMappings", gids}} {
+		if len(f.maps) > maxIDMapLines {
+			return fmt.Errorf("%s: %d ranges, more than the kernel's %d: %w", f.name, len(f.maps), maxIDMapLines, ErrInvalid)
+		}
+		root := false
+		for i, m := range f.maps {
+			switch {
+			case m.Size <= 0:
+				return fmt.Errorf("%s[%d] %d:%d:%d: size must be positive: %w", f.name, i, m.ContainerID, m.HostID, m.Size, ErrInvalid)
+			case m.ContainerID < 0 || m.HostID < 0:
+				return fmt.Errorf("%s[%d] %d:%d:%d: negative id: %w", f.name, i, m.ContainerID, m.HostID, m.Size, ErrInvalid)
+			case uint64(m.ContainerID)+uint64(m.Size) > 1<<32-1 || uint64(m.HostID)+uint64(m.Size) > 1<<32-1:
+				return fmt.Errorf("%s[%d] %d:%d:%d: beyond the 32-bit id range: %w", f.name, i, m.ContainerID, m.HostID, m.Size, ErrInvalid)
+			}
+			if m.ContainerID == 0 {
+				root = true
+			}
+			for j, o := range f.maps[:i] {
+				if overlaps(m.ContainerID, m.Size, o.ContainerID, o.Size) {
+					return fmt.Errorf("%s[%d] and [%d]: container ranges overlap: %w", f.name, j, i, ErrInvalid)
+				}
+				if overlaps(m.HostID, m.Size, o.HostID, o.Size) {
+					return fmt.Errorf("%s[%d] and [%d]: host ranges overlap: %w", f.name, j, i, ErrInvalid)
+				}
+			}
+		}
+		if len(f.maps) > 0 && !root {
+			return fmt.Errorf("%s: container id 0 (root) is not mapped: %w", f.name, ErrInvalid)
+		}
+	}
+	return nil
+}
+
+func overlaps(a, n, b, m int) bool { return a < b+m && b < a+n }
 
 func mountType(m Mount) string {
 	switch {
@@ -273,6 +326,11 @@ func (c *Container) namespaceConfig(ctx context.Context, rootfs []mount.Mount) (
 			NoNewPrivileges: cfg.NoNewPrivileges,
 			Capabilities:    caps,
 		},
+	}
+	if len(cfg.UIDMappings) > 0 {
+		n.Namespaces = append(append([]namespace.Namespace(nil), namespace.DefaultNamespaces...), namespace.NamespaceUser)
+		n.UIDMappings, n.GIDMappings = cfg.UIDMappings, cfg.GIDMappings
+		n.MapRootfs = true // the image's layers, idmapped
 	}
 	for _, u := range cfg.Ulimits {
 		n.Process.Rlimits = append(n.Process.Rlimits, namespace.Rlimit{Type: "RLIMIT_" + strings.ToUpper(u.Name), Soft: u.Soft, Hard: u.Hard})

@@ -1,0 +1,166 @@
+//go:build linux
+
+package berth_test
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/berthrt/berth"
+)
+
+var usernsMaps = []berth.IDMap{{ContainerID: 0, HostID: 100000, Size: 65536}}
+
+// TestUsernsMappedRoot runs the toolbox image with its ids mapped: the
+// container's root is host uid 100000, the image's files (host uid 0 in the
+// layer) are the container root's, and a file the container creates is
+// stored in the writable layer as host uid 100000.
+func TestUsernsMappedRoot(t *testing.T) {
+	rt := newRuntime(t)
+	img := toolboxImage(t, rt)
+	mapped := func(cmd ...string) berth.ContainerConfig {
+		return berth.ContainerConfig{Image: img, Cmd: cmd, UIDMappings: usernsMaps, GIDMappings: usernsMaps}
+	}
+	for _, tc := range []struct {
+		cmd  []string
+		want string
+	}{
+		{[]string{"id", "-u"}, "0"},
+		{[]string{"cat", "/proc/self/uid_map"}, "0 100000 65536"},
+		{[]string{"cat", "/proc/self/gid_map"}, "0 100000 65536"},
+		{[]string{"stat", "/etc/passwd"}, "type=file mode=0644 uid=0 gid=0 "},
+		{[]string{"stat", "/"}, "type=dir mode=0755 uid=0 gid=0"},
+	} {
+		out, _, err := run(t, rt, mapped(tc.cmd...))
+		got := strings.Join(strings.Fields(out), " ")
+		if err != nil || !strings.HasPrefix(got, tc.want) {
+			t.Errorf("%q: got %q (%v), want %q", tc.cmd, got, err, tc.want)
+		}
+	}
+
+	// A bridge network and the default files (/etc/hosts, ...) work too.
+	cfg := mapped("touch", "/tmp/f")
+	cfg.NetworkMode = "bridge"
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	c, err := rt.Create(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := c.Wait(ctx); err != nil || st.ExitCode != 0 {
+		t.Fatalf("touch /tmp/f: %+v %v", st, err)
+	}
+	// The runtime's root is a sibling of this test's other temporary dirs.
+	uppers, _ := filepath.Glob(filepath.Join(filepath.Dir(t.TempDir()), "*", "snapshots", c.ID(), "upper"))
+	if len(uppers) != 1 {
+		t.Fatalf("upper directory of %s: found %q", c.ID(), uppers)
+	}
+	st, err := os.Stat(filepath.Join(uppers[0], "tmp", "f"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := st.Sys().(*syscall.Stat_t); s.Uid != 100000 || s.Gid != 100000 {
+		t.Errorf("/tmp/f is %d:%d on the host, want 100000:100000", s.Uid, s.Gid)
+	}
+	if err := c.Delete(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestUsernsExecAndBind: an exec'd process is in the user namespace too,
+// and a volume and a bind mount from a private host directory arrive.
+func TestUsernsExecAndBind(t *testing.T) {
+	rt := newRuntime(t)
+	img := toolboxImage(t, rt)
+	host := t.TempDir() // 0700, out of reach of the container's root by path
+	if err := os.WriteFile(filepath.Join(host, "in"), []byte("from host"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, _, err := run(t, rt, berth.ContainerConfig{Image: img, Cmd: []string{"cat", "/data/in"},
+		UIDMappings: usernsMaps, GIDMappings: usernsMaps,
+		Mounts: []berth.Mount{{Source: host, Target: "/data", ReadOnly: true}, {Source: "uservol", Target: "/vol"}}})
+	if err != nil || out != "from host" {
+		t.Fatalf("bind mount: %q %v", out, err)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	c, err := rt.Create(ctx, berth.ContainerConfig{Image: img, Cmd: []string{"sleep", "100"}, NetworkMode: "none",
+		UIDMappings: usernsMaps, GIDMappings: usernsMaps})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Delete(context.Background(), berth.DeleteOptions{Force: true})
+	if err := c.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var buf strings.Builder
+	p, err := c.Exec(ctx, berth.ExecConfig{Cmd: []string{"cat", "/proc/self/uid_map"}, Stdout: &buf})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.Wait(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(strings.Fields(buf.String()), " "); got != "0 100000 65536" {
+		t.Errorf("exec: uid_map %q", got)
+	}
+	if err := c.Kill(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestUsernsMapValidation(t *testing.T) {
+	rt := newRuntime(t)
+	img := toolboxImage(t, rt)
+	for _, tc := range []struct {
+		name       string
+		uids, gids []berth.IDMap
+		field      string
+	}{
+		{"root unmapped", []berth.IDMap{{ContainerID: 1, HostID: 100000, Size: 65536}}, usernsMaps, "UIDMappings"},
+		{"gid root unmapped", usernsMaps, []berth.IDMap{{ContainerID: 1000, HostID: 100000, Size: 10}}, "GIDMappings"},
+		{"uids only", usernsMaps, nil, "UIDMappings"},
+		{"gids only", nil, usernsMaps, "GIDMappings"},
+		{"zero size", []berth.IDMap{{ContainerID: 0, HostID: 100000, Size: 0}}, usernsMaps, "UIDMappings"},
+		{"negative", usernsMaps, []berth.IDMap{{ContainerID: 0, HostID: -1, Size: 10}}, "GIDMappings"},
+		{"container overlap", []berth.IDMap{{ContainerID: 0, HostID: 100000, Size: 10}, {ContainerID: 5, HostID: 200000, Size: 10}}, usernsMaps, "UIDMappings"},
+		{"host overlap", []berth.IDMap{{ContainerID: 0, HostID: 100000, Size: 10}, {ContainerID: 10, HostID: 100005, Size: 10}}, usernsMaps, "UIDMappings"},
+		{"beyond 32 bits", []berth.IDMap{{ContainerID: 0, HostID: 1<<32 - 10, Size: 65536}}, usernsMaps, "UIDMappings"},
+	} {
+		_, err := rt.Create(context.Background(), berth.ContainerConfig{Image: img, UIDMappings: tc.uids, GIDMappings: tc.gids})
+		if !errors.Is(err, berth.ErrInvalid) || !strings.Contains(err.Error(), tc.field) {
+			t.Errorf("%s: got %v, want ErrInvalid naming %s", tc.name, err, tc.field)
+		}
+	}
+}
+
+// TestUsernsCopySnapshot: with the copy snapshotter the rootfs is one
+// directory, idmapped as a whole: the image's files are the container
+// root's, and what it writes is stored as the ids it has inside.
+func TestUsernsCopySnapshot(t *testing.T) {
+	rt := newRuntimeWith(t, berth.Config{Snapshotter: "copy"})
+	img := toolboxImage(t, rt)
+	for _, tc := range []struct {
+		cmd  []string
+		want string
+	}{
+		{[]string{"id", "-u"}, "0"},
+		{[]string{"stat", "/etc/passwd"}, "type=file mode=0644 uid=0 gid=0 "},
+		{[]string{"touch", "/tmp/f"}, ""},
+	} {
+		out, _, err := run(t, rt, berth.ContainerConfig{Image: img, Cmd: tc.cmd, UIDMappings: usernsMaps, GIDMappings: usernsMaps})
+		if got := strings.Join(strings.Fields(out), " "); err != nil || !strings.HasPrefix(got, tc.want) {
+			t.Errorf("%q: got %q (%v), want %q", tc.cmd, got, err, tc.want)
+		}
+	}
+}
