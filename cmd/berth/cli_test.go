@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -229,4 +230,59 @@ func anyBlockDevice(t *testing.T) string {
 	}
 	t.Skip("no block device node")
 	return ""
+}
+
+// TestUserNamespaceFlags: --uidmap and --gidmap (podman's CONTAINER:HOST:SIZE,
+// repeatable; one stands for both) reach the container's config, and a
+// container runs with them.
+func TestUserNamespaceFlags(t *testing.T) {
+	c := newCLI(t)
+	c.must("toolbox-image", "berth/toolbox")
+	type idMap struct{ ContainerID, HostID, Size int }
+	inspect := func(id string) (uids, gids []idMap) {
+		var info []struct {
+			Config struct {
+				UIDMappings []idMap `json:"uidMappings"`
+				GIDMappings []idMap `json:"gidMappings"`
+			}
+		}
+		if err := json.Unmarshal([]byte(c.must("inspect", id)), &info); err != nil || len(info) != 1 {
+			t.Fatalf("inspect: %v", err)
+		}
+		return info[0].Config.UIDMappings, info[0].Config.GIDMappings
+	}
+	id := strings.TrimSpace(c.must("create", "--network", "none", "--uidmap", "0:100000:1000", "--uidmap", "1000:200000:1",
+		"--gidmap", "0:300000:65536", "berth/toolbox", "true"))
+	uids, gids := inspect(id)
+	if want := []idMap{{0, 100000, 1000}, {1000, 200000, 1}}; !slices.Equal(uids, want) {
+		t.Errorf("uid maps %v, want %v", uids, want)
+	}
+	if want := []idMap{{0, 300000, 65536}}; !slices.Equal(gids, want) {
+		t.Errorf("gid maps %v, want %v", gids, want)
+	}
+	id = strings.TrimSpace(c.must("create", "--network", "none", "--uidmap", "0:100000:65536", "berth/toolbox", "true"))
+	if uids, gids := inspect(id); len(uids) != 1 || !slices.Equal(uids, gids) {
+		t.Errorf("--uidmap alone: uid maps %v, gid maps %v", uids, gids)
+	}
+
+	out := c.must("run", "--rm", "--network", "none", "--uidmap", "0:100000:65536", "berth/toolbox", "cat", "/proc/self/uid_map")
+	if got := strings.Join(strings.Fields(out), " "); got != "0 100000 65536" {
+		t.Errorf("run --uidmap: uid_map %q", got)
+	}
+
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--uidmap", "0:100000"}, `--uidmap "0:100000": want CONTAINER:HOST:SIZE`},
+		{[]string{"--gidmap", "0:x:1"}, `--gidmap "0:x:1"`},
+		{[]string{"--uidmap", "0:-5:1"}, "negative id"},
+		{[]string{"--uidmap", "1:100000:10"}, "container id 0 (root) is not mapped"},
+		{[]string{"--uidmap", "0:100000:10", "--uidmap", "5:200000:10"}, "container ranges overlap"},
+	} {
+		out, err := c.run(append(append([]string{"create", "--network", "none"}, tc.args...), "berth/toolbox", "true")...)
+		if exitStatus(err) != 125 || !strings.Contains(out, tc.want) {
+			t.Errorf("create %s: status %d, %q, want 125 and %q", strings.Join(tc.args, " "), exitStatus(err), out, tc.want)
+		}
+	}
 }

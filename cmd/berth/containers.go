@@ -47,6 +47,7 @@ type runFlags struct {
 	swappiness                                               int64
 	oomKillDisable                                           bool
 	weightDevices                                            []string
+	uidmaps, gidmaps                                         []string
 }
 
 func (f *runFlags) register(fs *pflag.FlagSet) {
@@ -83,6 +84,8 @@ func (f *runFlags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&f.cpusetMems, "cpuset-mems", "", "memory nodes allowed")
 	fs.Int64Var(&f.pidsLimit, "pids-limit", 0, "max number of processes")
 	fs.Uint16Var(&f.blkioWeight, "blkio-weight", 0, "block io weight 10-1000")
+	fs.StringArrayVar(&f.uidmaps, "uidmap", nil, "user namespace uid map CONTAINER:HOST:SIZE (repeatable; also the gid map without --gidmap)")
+	fs.StringArrayVar(&f.gidmaps, "gidmap", nil, "user namespace gid map CONTAINER:HOST:SIZE (repeatable; also the uid map without --uidmap)")
 	fs.StringArrayVar(&f.weightDevices, "blkio-weight-device", nil, "block io weight of a device DEVICE:WEIGHT (10-1000)")
 	fs.Int64Var(&f.swappiness, "memory-swappiness", -1, "memory swappiness 0-100 (-1: the default; ignored on cgroup v2)")
 	fs.BoolVar(&f.oomKillDisable, "oom-kill-disable", false, "disable the OOM killer (ignored on cgroup v2)")
@@ -187,6 +190,18 @@ func (f *runFlags) config(ctx context.Context, rt *berth.Runtime, args []string)
 	}
 	if cfg.Ulimits, err = appendParsed(cfg.Ulimits, f.ulimits, parseUlimit); err != nil {
 		return cfg, err
+	}
+	if cfg.UIDMappings, err = appendParsed(cfg.UIDMappings, f.uidmaps, idMapParser("--uidmap")); err != nil {
+		return cfg, err
+	}
+	if cfg.GIDMappings, err = appendParsed(cfg.GIDMappings, f.gidmaps, idMapParser("--gidmap")); err != nil {
+		return cfg, err
+	}
+	// As podman: one of the two maps stands for both.
+	if cfg.GIDMappings == nil {
+		cfg.GIDMappings = cfg.UIDMappings
+	} else if cfg.UIDMappings == nil {
+		cfg.UIDMappings = cfg.GIDMappings
 	}
 	if cfg.Publish, err = appendParsed(cfg.Publish, f.publish, parsePublish); err != nil {
 		return cfg, err
@@ -401,6 +416,26 @@ func parseUlimit(u string) (berth.Ulimit, error) {
 		}
 	}
 	return berth.Ulimit{Name: name, Soft: s, Hard: h}, nil
+}
+
+// idMapParser parses podman's CONTAINER:HOST:SIZE for flag.
+func idMapParser(flag string) func(string) (berth.IDMap, error) {
+	return func(v string) (berth.IDMap, error) {
+		parts := strings.Split(v, ":")
+		var n [3]int
+		for i := range n {
+			var err error
+			if len(parts) != 3 {
+				err = errors.New("want CONTAINER:HOST:SIZE")
+			} else if n[i], err = strconv.Atoi(parts[i]); err == nil && n[i] < 0 {
+				err = errors.New("negative id")
+			}
+			if err != nil {
+				return berth.IDMap{}, fmt.Errorf("%s %q: %v: %w", flag, v, err, berth.ErrInvalid)
+			}
+		}
+		return berth.IDMap{ContainerID: n[0], HostID: n[1], Size: n[2]}, nil
+	}
 }
 
 func parsePublish(p string) (berth.PortMapping, error) {
