@@ -77,7 +77,8 @@ func TestUsernsMappedRoot(t *testing.T) {
 }
 
 // TestUsernsExecAndBind: an exec'd process is in the user namespace too,
-// and a volume and a bind mount from a private host directory arrive.
+// a volume and a bind mount from a private host directory arrive, and a
+// read-only rootfs and a terminal work.
 func TestUsernsExecAndBind(t *testing.T) {
 	rt := newRuntime(t)
 	img := toolboxImage(t, rt)
@@ -90,6 +91,17 @@ func TestUsernsExecAndBind(t *testing.T) {
 		Mounts: []berth.Mount{{Source: host, Target: "/data", ReadOnly: true}, {Source: "uservol", Target: "/vol"}}})
 	if err != nil || out != "from host" {
 		t.Fatalf("bind mount: %q %v", out, err)
+	}
+
+	_, _, err = run(t, rt, berth.ContainerConfig{Image: img, Cmd: []string{"touch", "/x"}, ReadOnlyRootfs: true,
+		UIDMappings: usernsMaps, GIDMappings: usernsMaps})
+	if err == nil {
+		t.Error("touch on a read-only rootfs succeeded")
+	}
+	out, _, err = run(t, rt, berth.ContainerConfig{Image: img, Cmd: []string{"isatty"}, TTY: true,
+		UIDMappings: usernsMaps, GIDMappings: usernsMaps})
+	if err != nil || !strings.Contains(out, "stdout=tty") {
+		t.Errorf("tty: %q %v", out, err)
 	}
 
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)

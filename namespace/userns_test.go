@@ -4,6 +4,7 @@ package namespace
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -110,4 +111,39 @@ func TestMapRootfsInvalid(t *testing.T) {
 	if _, err := Start(t.Context(), cfg, Stdio{}, StartOptions{}); !errors.Is(err, errdefs.ErrInvalid) {
 		t.Errorf("MapRootfs without root mapped: %v", err)
 	}
+}
+
+// TestMapRootfsMissingLayer: a layer that cannot be opened fails the start
+// with ErrNotFound, and leaves no init behind.
+func TestMapRootfsMissingLayer(t *testing.T) {
+	cfg := usernsConfig(t, "true")
+	private := t.TempDir()
+	for _, d := range []string{"upper", "work", "root"} {
+		if err := os.Mkdir(filepath.Join(private, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	lower := cfg.RootDir
+	cfg.RootDir = filepath.Join(private, "root")
+	cfg.Rootfs = []mount.Mount{{Type: "overlay", Source: "overlay", Options: []string{
+		"lowerdir=" + filepath.Join(private, "gone") + ":" + lower, "upperdir=" + filepath.Join(private, "upper"), "workdir=" + filepath.Join(private, "work"),
+	}}}
+	before := childPids(t)
+	_, err := Start(t.Context(), cfg, Stdio{}, StartOptions{})
+	if !errors.Is(err, errdefs.ErrNotFound) {
+		t.Errorf("got %v, want ErrNotFound", err)
+	}
+	if after := childPids(t); after != before {
+		t.Errorf("children before %q, after %q", before, after)
+	}
+	assertNoMounts(t, private)
+}
+
+// childPids lists the children of this process (of all its threads).
+func childPids(t *testing.T) string {
+	kids, err := childrenOf(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fmt.Sprint(kids)
 }
