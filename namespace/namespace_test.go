@@ -450,8 +450,10 @@ func TestCapabilities(t *testing.T) {
 			t.Errorf("root %s = %s, want 00000000a80425fb", k, got)
 		}
 	}
-	if got := capLine(r.stdout, "CapInh"); got != "0000000000000000" {
-		t.Errorf("CapInh = %s", got)
+	for _, k := range []string{"CapInh", "CapAmb"} {
+		if got := capLine(r.stdout, k); got != "0000000000000000" {
+			t.Errorf("%s = %s", k, got)
+		}
 	}
 	p := sh("grep Cap /proc/self/status")
 	p.User = "alice"
