@@ -109,6 +109,7 @@ func runInit() {
 	if err != nil {
 		os.Exit(125)
 	}
+	c.wire = true // the owner is this binary: see conn.wire
 	s.owner = c
 	m, files, err := c.recvSized()
 	if err != nil || m.Op != "init" || m.Config == nil || m.Host == nil {

@@ -19,7 +19,9 @@ import (
 )
 
 // The control protocol: JSON messages over a SOCK_SEQPACKET unix socket, one
-// message per packet, file descriptors attached with SCM_RIGHTS.
+// message per packet, file descriptors attached with SCM_RIGHTS. Between an
+// owner and the init it spawned the messages are in the binary form of
+// wire.go instead (see conn.wire); a receiver reads either.
 //
 // Client to supervisor:
 //
@@ -133,11 +135,16 @@ var errBadMessage = errors.New("bad control message")
 // deadlines and Close. (Package net would do the same, but importing it would
 // delay the init hook: net is initialised late in every program.)
 type conn struct {
-	f   *os.File
-	rc  syscall.RawConn
-	wmu sync.Mutex
-	buf []byte
-	oob []byte
+	// wire sends in the binary form of wire.go rather than JSON: set on
+	// both ends of the connection between an owner and the init it spawned
+	// (the same binary), whose messages an init would otherwise be the
+	// first to encode or decode with encoding/json, cold.
+	wire bool
+	f    *os.File
+	rc   syscall.RawConn
+	wmu  sync.Mutex
+	buf  []byte
+	oob  []byte
 }
 
 // connFromFile turns a socket fd into a conn; f is closed.
@@ -250,7 +257,7 @@ func acceptControl(l syscall.RawConn) (*conn, error) {
 
 // send sends m, a *message or a *reply.
 func (c *conn) send(m any, files ...*os.File) error {
-	b, err := json.Marshal(m)
+	b, err := encodeMessage(m, c.wire)
 	if err != nil {
 		return err
 	}
@@ -354,7 +361,7 @@ func (c *conn) recv() (*message, []*os.File, error) {
 		return nil, nil, fmt.Errorf("%w: truncated (%d bytes)", errBadMessage, n)
 	}
 	m := new(message)
-	if err := json.Unmarshal(c.buf[:n], m); err != nil {
+	if err := decodeMessage(c.buf[:n], m); err != nil {
 		closeFiles(files)
 		return nil, nil, fmt.Errorf("%w: %w", errBadMessage, err)
 	}
@@ -362,6 +369,29 @@ func (c *conn) recv() (*message, []*os.File, error) {
 		return readIndirect(files)
 	}
 	return m, files, nil
+}
+
+// encodeMessage encodes m, a *message or a *reply, as JSON or, with wire,
+// in the binary form of wire.go (a reply as the message it is read as).
+func encodeMessage(m any, wire bool) ([]byte, error) {
+	if !wire {
+		return json.Marshal(m)
+	}
+	switch m := m.(type) {
+	case *message:
+		return marshalWire(m)
+	case *reply:
+		return marshalWire(&message{Op: m.Op, Pid: m.Pid, Status: m.Status, Err: m.Err, PidFD: m.PidFD, SelfFD: m.SelfFD, Master: m.Master})
+	}
+	return nil, fmt.Errorf("%w: cannot send a %T", errWire, m)
+}
+
+// decodeMessage decodes either form of encodeMessage.
+func decodeMessage(b []byte, m *message) error {
+	if len(b) > 0 && b[0] == wireMagic {
+		return unmarshalWire(b, m)
+	}
+	return json.Unmarshal(b, m)
 }
 
 // messageFile returns a sealed memfd holding b, at offset 0.
@@ -394,7 +424,7 @@ func readIndirect(files []*os.File) (*message, []*os.File, error) {
 	}
 	m := new(message)
 	if err == nil {
-		err = json.Unmarshal(b, m)
+		err = decodeMessage(b, m)
 	}
 	if err != nil {
 		closeFiles(files)

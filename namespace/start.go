@@ -330,6 +330,7 @@ func Start(ctx context.Context, cfg *Config, stdio Stdio, opts StartOptions) (*C
 		pl.abort()
 		return nil, err
 	}
+	owner.wire = true // the init is this binary: see conn.wire
 
 	var extra []*os.File
 	var tmpClose []*os.File
