@@ -101,8 +101,9 @@ func runInit() {
 	markCloseOnExec(4)
 	unix.Umask(0)
 
+	// SIGCHLD reaches sigs from run on (see there): os/signal's first Notify
+	// costs about 0.5 ms, which need not delay the container's start.
 	sigs := make(chan os.Signal, 32)
-	signal.Notify(sigs, unix.SIGCHLD)
 
 	s := &initState{}
 	c, err := connFromFile(os.NewFile(3, "berth-ctl"))
@@ -443,6 +444,10 @@ func (sv *supervisor) run() {
 	close(w.ready)
 
 	time.AfterFunc(shrinkDelay, shrink)
+	// Registered only now that the process runs and the owner knows it:
+	// a SIGCHLD before this is dropped, but the reaper's first pass reaps
+	// whatever exited before it.
+	signal.Notify(sv.sigs, unix.SIGCHLD)
 	go sv.reaper()
 	go sv.forwardSignals()
 	go sv.serveConn(s.owner, true)
