@@ -114,19 +114,22 @@
 // # Cost
 //
 // On the 2-vCPU CI machine (shared and noisy; there an empty Go program
-// takes about 6 ms from fork to exit and a fork+exec+wait of busybox's true
-// from Go 1.7 ms), a start is made of, in order of size:
+// takes about 6 ms from fork to exit, a fork+exec+wait of busybox's true
+// from Go 1.7-2.2 ms, and a first touch of an anonymous page 13 µs), a
+// start of busybox's true takes 28-36 ms (BenchmarkBerthRunTrueBusybox),
+// made of, in order of size:
 //
 //   - the re-executed binary's Go runtime and package initialisation before
-//     this package's hook runs: 9-14 ms for bench's 16 MB test binary, 2-3
-//     ms less when it is built without cgo. Go initialises, before this
-//     package, every package it imports and every package that sorts before
-//     it and is ready earlier; so this package imports nothing late (not
-//     net: its control sockets are raw non-blocking fds on the runtime's
-//     poller), and berth's own packages do no work at init. A hook placed
-//     in a package with no imports but os would run only about 2 ms earlier
-//     in the same binary (measured), not worth writing the init without
-//     encoding/json, path/filepath and x/sys/unix;
+//     this package's hook runs: 8.5-10 ms for bench's 16 MB test binary
+//     (about 360 page faults), 2-3 ms more when it is built with cgo. Go
+//     initialises, before this package, every package it imports and every
+//     package that sorts before it and is ready earlier: any import that
+//     sorts late (golang.org/x/sys/unix, path/filepath) lets every ready
+//     github.com package go first. This package imports nothing it can do
+//     without (not net: its control sockets are raw non-blocking fds on the
+//     runtime's poller), and berth's own packages do no work at init. An
+//     init written against os and syscall alone would run about 2-4 ms
+//     earlier (measured with an empty hook); that rewrite is not done;
 //   - the kernel's creation and teardown of the namespaces: about 4 ms
 //     (`unshare -mpfniuC true` against `unshare true`), half of it at the
 //     init's exit, which Wait includes;
@@ -134,13 +137,19 @@
 //     security settings: 4-5 ms;
 //   - the user's process itself.
 //
+// What a cold process pays for first uses is kept off that path: the
+// owner and its init talk in the binary form of wire.go, not JSON (1.3-2
+// ms); the init registers for SIGCHLD only once its process runs (0.5 ms);
+// the bounding set is dropped on one thread, not with a stop-the-world per
+// capability (2.5-3 ms without cgo).
+//
 // An Exec costs a round trip on the control socket, a fork from the
-// supervisor's main thread and the wait: 3.3-4.6 ms for busybox's true
-// (1.7 ms of that is the fork+exec+wait itself).
+// supervisor's main thread and the wait: 3.0-3.7 ms for busybox's true
+// (1.7-2.2 ms of that is the fork+exec+wait itself).
 //
 // An idle supervisor unmaps, 50 ms after its process started, the pages of
 // the binary its start-up touched (see shrink): its PSS is then about 1.9
-// MB alone beside its owner, 1.4 MB each for ten (about 1.3 MB of it
+// MB alone beside its owner, 1.3 MB each for ten (about 1.2 MB of it
 // private heap and stacks), against 4.5 and 1.9 MB before.
 //
 // # Tracing a start
