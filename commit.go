@@ -81,7 +81,10 @@ func (c *Container) Commit(ctx context.Context, opts CommitOptions) (*Image, err
 	blobDigester := digest.Canonical.Digester()
 	counter := &countWriter{w: io.MultiWriter(tmp, blobDigester.Hash())}
 	zw := gzip.NewWriter(counter)
-	if err := snap.Diff(ctx, c.id, io.MultiWriter(zw, diffDigester.Hash())); err != nil {
+	err = c.owners().writeTar(ctx, io.MultiWriter(zw, diffDigester.Hash()), func(w io.Writer) error {
+		return snap.Diff(ctx, c.id, w)
+	})
+	if err != nil {
 		return nil, fmt.Errorf("commit %s: diff: %w", ids.Short(c.id), err)
 	}
 	if err := zw.Close(); err != nil {
@@ -144,6 +147,10 @@ func (c *countWriter) Write(p []byte) (int, error) {
 // /proc, /sys, /dev and the per-container /etc files excluded), like
 // `docker export`.
 func (c *Container) Export(ctx context.Context, w io.Writer) error {
+	return c.owners().writeTar(ctx, w, func(w io.Writer) error { return c.export(ctx, w) })
+}
+
+func (c *Container) export(ctx context.Context, w io.Writer) error {
 	st := c.State()
 	if st.Running && st.Pid > 0 {
 		root := "/proc/" + strconv.Itoa(st.Pid) + "/root"

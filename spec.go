@@ -353,8 +353,9 @@ func (c *Container) namespaceConfig(ctx context.Context, rootfs []mount.Mount) (
 		}
 		n.Mounts = append(n.Mounts, mount.Mount{Type: "bind", Source: d.PathOnHost, Target: target, Options: []string{"bind"}})
 	}
+	rootUID, rootGID := toHost(cfg.UIDMappings, 0), toHost(cfg.GIDMappings, 0)
 	for _, m := range cfg.Mounts {
-		nm, err := c.rt.nsMount(ctx, m)
+		nm, err := c.rt.nsMount(ctx, m, rootUID, rootGID)
 		if err != nil {
 			return nil, err
 		}
@@ -369,8 +370,10 @@ func (c *Container) namespaceConfig(ctx context.Context, rootfs []mount.Mount) (
 	return n, nil
 }
 
-// nsMount turns a Mount into the mount the init performs.
-func (rt *Runtime) nsMount(ctx context.Context, m Mount) (mount.Mount, error) {
+// nsMount turns a Mount into the mount the init performs. A volume it
+// creates belongs to rootUID:rootGID (the host ids of a mapped container's
+// root; -1 for unmapped).
+func (rt *Runtime) nsMount(ctx context.Context, m Mount, rootUID, rootGID int) (mount.Mount, error) {
 	opts := append([]string{}, m.Options...)
 	if m.ReadOnly {
 		opts = append(opts, "ro")
@@ -379,7 +382,7 @@ func (rt *Runtime) nsMount(ctx context.Context, m Mount) (mount.Mount, error) {
 	case "tmpfs":
 		return mount.Mount{Type: "tmpfs", Source: "tmpfs", Target: m.Target, Options: append([]string{"nosuid", "nodev"}, opts...)}, nil
 	case "volume":
-		dir, err := rt.volumeDir(ctx, m.Source)
+		dir, err := rt.volumeDir(ctx, m.Source, rootUID, rootGID)
 		if err != nil {
 			return mount.Mount{}, err
 		}

@@ -3,8 +3,11 @@
 package berth_test
 
 import (
+	"archive/tar"
+	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -174,5 +177,84 @@ func TestUsernsCopySnapshot(t *testing.T) {
 		if got := strings.Join(strings.Fields(out), " "); err != nil || !strings.HasPrefix(got, tc.want) {
 			t.Errorf("%q: got %q (%v), want %q", tc.cmd, got, err, tc.want)
 		}
+	}
+}
+
+// TestUsernsCommitExportVolume: what a mapped container writes is stored
+// with host ids, but Commit and Export give back the ids the container saw
+// (the committed image runs the same without maps), and a volume the
+// mapped container creates belongs to its root.
+func TestUsernsCommitExportVolume(t *testing.T) {
+	rt := newRuntime(t)
+	img := toolboxImage(t, rt)
+	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+	defer cancel()
+	step := func(img *berth.Image, user, ref string, cmd ...string) (*berth.Container, *berth.Image) {
+		t.Helper()
+		c, err := rt.Create(ctx, berth.ContainerConfig{Image: img, Cmd: cmd, User: user, NetworkMode: "none",
+			UIDMappings: usernsMaps, GIDMappings: usernsMaps})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = c.Delete(context.Background(), berth.DeleteOptions{Force: true}) })
+		if err := c.Start(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if st, err := c.Wait(ctx); err != nil || st.ExitCode != 0 {
+			t.Fatalf("%q as %q: %+v %v", cmd, user, st, err)
+		}
+		out, err := c.Commit(ctx, berth.CommitOptions{Ref: ref})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c, out
+	}
+	_, first := step(img, "", "berth-test/userns-commit:1", "touch", "/tmp/by-root")
+	c, second := step(first, "1000:1000", "berth-test/userns-commit:2", "touch", "/tmp/by-1000")
+	for _, tc := range []struct{ path, want string }{
+		{"/tmp/by-root", "uid=0 gid=0"},
+		{"/tmp/by-1000", "uid=1000 gid=1000"},
+	} {
+		out, _, err := run(t, rt, berth.ContainerConfig{Image: second, Cmd: []string{"stat", tc.path}})
+		if err != nil || !strings.Contains(out, tc.want) {
+			t.Errorf("committed image, unmapped: stat %s: %q %v, want %q", tc.path, out, err, tc.want)
+		}
+	}
+
+	var tarball bytes.Buffer
+	if err := c.Export(ctx, &tarball); err != nil {
+		t.Fatal(err)
+	}
+	owners := map[string]string{}
+	tr := tar.NewReader(&tarball)
+	for {
+		hdr, err := tr.Next()
+		if err != nil {
+			break
+		}
+		owners[strings.TrimPrefix(hdr.Name, "./")] = fmt.Sprintf("%d:%d", hdr.Uid, hdr.Gid)
+	}
+	for p, want := range map[string]string{"tmp/by-root": "0:0", "tmp/by-1000": "1000:1000", "etc/passwd": "0:0"} {
+		if owners[p] != want {
+			t.Errorf("export: %s is %q, want %q", p, owners[p], want)
+		}
+	}
+
+	// A volume made for a mapped container is its root's.
+	if _, _, err := run(t, rt, berth.ContainerConfig{Image: img, Cmd: []string{"touch", "/vol/x"},
+		UIDMappings: usernsMaps, GIDMappings: usernsMaps,
+		Mounts: []berth.Mount{{Source: "usernsvol", Target: "/vol"}}}); err != nil {
+		t.Fatalf("write to a new volume as mapped root: %v", err)
+	}
+	v, err := rt.CreateVolume(ctx, "usernsvol")
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := os.Stat(filepath.Join(v.Mountpoint, "x"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := st.Sys().(*syscall.Stat_t); s.Uid != 100000 || s.Gid != 100000 {
+		t.Errorf("volume file is %d:%d on the host, want 100000:100000", s.Uid, s.Gid)
 	}
 }

@@ -4,7 +4,9 @@ package berth
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -27,11 +29,20 @@ type Volume struct {
 }
 
 // volumeDir returns the data directory of the volume name, creating it on
-// first use.
-func (rt *Runtime) volumeDir(ctx context.Context, name string) (string, error) {
+// first use. A volume created here for a container with id maps belongs
+// to the host ids of the container's root (uid, gid; -1 for unmapped), so
+// that its root can write there, as under Docker's userns-remap; a volume
+// that exists keeps its owner.
+func (rt *Runtime) volumeDir(ctx context.Context, name string, uid, gid int) (string, error) {
+	_, statErr := os.Stat(filepath.Join(rt.cfg.Root, "volumes", name, "_data"))
 	v, err := rt.CreateVolume(ctx, name)
 	if err != nil {
 		return "", err
+	}
+	if errors.Is(statErr, fs.ErrNotExist) && uid >= 0 && gid >= 0 {
+		if err := os.Chown(v.Mountpoint, uid, gid); err != nil {
+			return "", fmt.Errorf("volume %s: %w", name, err)
+		}
 	}
 	return v.Mountpoint, nil
 }
