@@ -111,6 +111,10 @@ func validateConfig(cfg *ContainerConfig) error {
 	if err := validateIDMaps(cfg.UIDMappings, cfg.GIDMappings); err != nil {
 		return err
 	}
+	if cfg.Privileged && len(cfg.UIDMappings) > 0 {
+		// As Docker: privileged mode needs the host's user namespace.
+		return fmt.Errorf("Privileged with UIDMappings: a privileged container runs in the host's user namespace: %w", ErrInvalid)
+	}
 	return cfg.Resources.Validate()
 }
 

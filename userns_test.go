@@ -157,6 +157,10 @@ func TestUsernsMapValidation(t *testing.T) {
 			t.Errorf("%s: got %v, want ErrInvalid naming %s", tc.name, err, tc.field)
 		}
 	}
+	_, err := rt.Create(context.Background(), berth.ContainerConfig{Image: img, Privileged: true, UIDMappings: usernsMaps, GIDMappings: usernsMaps})
+	if !errors.Is(err, berth.ErrInvalid) || !strings.Contains(err.Error(), "Privileged") {
+		t.Errorf("privileged with maps: got %v, want ErrInvalid naming Privileged", err)
+	}
 }
 
 // TestUsernsCopySnapshot: with the copy snapshotter the rootfs is one
