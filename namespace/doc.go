@@ -113,9 +113,10 @@
 //
 // # Cost
 //
-// On the 2-vCPU CI machine (shared and noisy; there an empty Go program
-// takes about 6 ms from fork to exit, a fork+exec+wait of busybox's true
-// from Go 1.7-2.2 ms, and a first touch of an anonymous page 13 µs), a
+// On the 2-vCPU CI machine (shared and noisy, and a PVM guest, where every
+// page-table update traps to the hypervisor: an empty Go program takes
+// about 6 ms from fork to exit, a fork+exec+wait of busybox's true from Go
+// 1.7-2.2 ms, a first touch of an anonymous page 13 µs), a
 // start of busybox's true takes 28-36 ms (BenchmarkBerthRunTrueBusybox),
 // made of, in order of size:
 //
