@@ -22,6 +22,7 @@ import (
 	"github.com/berthrt/berth/internal/registrytest"
 	"github.com/berthrt/berth/internal/testutil"
 	"github.com/berthrt/berth/internal/toolbox/toolboxtest"
+	"github.com/berthrt/berth/netdev"
 	"github.com/berthrt/berth/registryclient"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
@@ -35,6 +36,9 @@ func newRuntime(b *testing.B) *berth.Runtime {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() {
+		// The default network (BenchmarkBerthRunTrueBridge makes it) goes
+		// with the runtime: nothing else owns its bridge and rules.
+		_ = rt.RemoveNetwork(context.Background(), netdev.DefaultNetwork)
 		rt.Close()
 		_ = cgroup.Cleanup(parent, nil)
 	})
