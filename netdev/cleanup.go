@@ -56,15 +56,11 @@ func (m *Manager) Cleanup(ctx context.Context) error {
 		}
 	}
 
-	hl, err := m.lockHost(ctx)
+	hl, hs, err := m.lockHost(ctx)
 	if err != nil {
 		return errors.Join(errs, err)
 	}
 	defer hl.Unlock()
-	hs, err := m.loadHost()
-	if err != nil {
-		return errors.Join(errs, err)
-	}
 	for bridge, hn := range hs.Networks {
 		if networkLives(hn) {
 			continue

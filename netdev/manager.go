@@ -270,12 +270,19 @@ func (m *Manager) lockRoot(ctx context.Context) (*fsutil.Lock, error) {
 	return l, nil
 }
 
-func (m *Manager) lockHost(ctx context.Context) (*fsutil.Lock, error) {
+// lockHost takes the host lock and loads the host state under it. The
+// caller unlocks.
+func (m *Manager) lockHost(ctx context.Context) (*fsutil.Lock, *hostState, error) {
 	l, err := fsutil.LockFile(ctx, filepath.Join(m.RunDir, "lock"))
 	if err != nil {
-		return nil, fmt.Errorf("netdev: lock host network state: %w", err)
+		return nil, nil, fmt.Errorf("netdev: lock host network state: %w", err)
 	}
-	return l, nil
+	hs, err := m.loadHost()
+	if err != nil {
+		l.Unlock()
+		return nil, nil, err
+	}
+	return l, hs, nil
 }
 
 // owner identifies a process across pid reuse and reboots.

@@ -90,15 +90,11 @@ func (m *Manager) createNetworkLocked(ctx context.Context, cfg NetworkConfig) (*
 		return nil, wrap(fmt.Errorf("mtu %d: %w", cfg.MTU, errdefs.ErrInvalid))
 	}
 
-	hl, err := m.lockHost(ctx)
+	hl, hs, err := m.lockHost(ctx)
 	if err != nil {
 		return nil, err
 	}
 	defer hl.Unlock()
-	hs, err := m.loadHost()
-	if err != nil {
-		return nil, err
-	}
 	isDefault := cfg.Name == DefaultNetwork
 	autoBridge := cfg.Bridge == ""
 	if cfg.Bridge == "" {
@@ -443,15 +439,11 @@ func (m *Manager) RemoveNetwork(ctx context.Context, name string) error {
 	if len(s.Endpoints) > 0 {
 		return fmt.Errorf("netdev: remove network %s: %d endpoints attached: %w", name, len(s.Endpoints), errdefs.ErrInUse)
 	}
-	hl, err := m.lockHost(ctx)
+	hl, hs, err := m.lockHost(ctx)
 	if err != nil {
 		return err
 	}
 	defer hl.Unlock()
-	hs, err := m.loadHost()
-	if err != nil {
-		return err
-	}
 	// Only what this root made: a bridge whose host record names another
 	// root (or none) is left alone.
 	if h, ok := hs.Networks[s.Network.Bridge]; ok && h.Root == m.Root && h.ID == s.Network.ID {
@@ -501,15 +493,11 @@ func (m *Manager) ensureNetworkLocked(ctx context.Context, name string) (*netSta
 // restoreNetwork recreates the bridge and rules of a network whose bridge
 // is gone (after a reboot, or removed by hand). The caller holds the root lock.
 func (m *Manager) restoreNetwork(ctx context.Context, n *Network) error {
-	hl, err := m.lockHost(ctx)
+	hl, hs, err := m.lockHost(ctx)
 	if err != nil {
 		return err
 	}
 	defer hl.Unlock()
-	hs, err := m.loadHost()
-	if err != nil {
-		return err
-	}
 	if h, ok := hs.Networks[n.Bridge]; ok && (h.Root != m.Root || h.ID != n.ID) {
 		return fmt.Errorf("netdev: network %s: bridge %s now belongs to %s: %w", n.Name, n.Bridge, h.Root, errdefs.ErrInUse)
 	}

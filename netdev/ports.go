@@ -77,15 +77,11 @@ func bindable(proto string, ip netip.Addr, port uint16) error {
 // publish chooses the host ports, records them host-wide and installs the
 // DNAT rules, all under the host lock.
 func (m *Manager) publish(ctx context.Context, cfg *EndpointConfig, ep *epState, own owner, ports []PortMapping) ([]PortMapping, error) {
-	hl, err := m.lockHost(ctx)
+	hl, hs, err := m.lockHost(ctx)
 	if err != nil {
 		return nil, err
 	}
 	defer hl.Unlock()
-	hs, err := m.loadHost()
-	if err != nil {
-		return nil, err
-	}
 	lo, hi := portRange()
 	out := slices.Clone(ports)
 	for i := range out {
@@ -135,15 +131,11 @@ func (m *Manager) publish(ctx context.Context, cfg *EndpointConfig, ep *epState,
 
 // unpublish removes an endpoint's DNAT rules and host ports.
 func (m *Manager) unpublish(ctx context.Context, bridge, veth string) error {
-	hl, err := m.lockHost(ctx)
+	hl, hs, err := m.lockHost(ctx)
 	if err != nil {
 		return err
 	}
 	defer hl.Unlock()
-	hs, err := m.loadHost()
-	if err != nil {
-		return err
-	}
 	if err := m.removePortRules(bridge, veth); err != nil {
 		return err
 	}
