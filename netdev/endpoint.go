@@ -595,13 +595,7 @@ func (m *Manager) unwire(ep *epState) {
 // Endpoint returns a container's endpoint on a network, or an error
 // wrapping errdefs.ErrNotFound.
 func (m *Manager) Endpoint(network, containerID string) (*Endpoint, error) {
-	if err := m.init(); err != nil {
-		return nil, err
-	}
-	if !validName(network) {
-		return nil, fmt.Errorf("netdev: network %q: %w", network, errdefs.ErrNotFound)
-	}
-	s, err := m.loadNet(network)
+	s, err := m.lookupNet(network)
 	if err != nil {
 		return nil, err
 	}

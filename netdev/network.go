@@ -353,17 +353,23 @@ func (m *Manager) teardownBridge(name string) {
 // Network returns the named network of this root with its endpoints, or
 // an error wrapping errdefs.ErrNotFound.
 func (m *Manager) Network(name string) (*Network, error) {
+	s, err := m.lookupNet(name)
+	if err != nil {
+		return nil, err
+	}
+	return s.view(), nil
+}
+
+// lookupNet loads a network's state for a caller without the root lock:
+// a name no network could have is not found.
+func (m *Manager) lookupNet(name string) (*netState, error) {
 	if err := m.init(); err != nil {
 		return nil, err
 	}
 	if !validName(name) {
 		return nil, fmt.Errorf("netdev: network %q: %w", name, errdefs.ErrNotFound)
 	}
-	s, err := m.loadNet(name)
-	if err != nil {
-		return nil, err
-	}
-	return s.view(), nil
+	return m.loadNet(name)
 }
 
 func (s *netState) view() *Network {
