@@ -383,11 +383,10 @@ func (c *Client) fetchToken(ctx context.Context, ep *endpoint, realmURL, service
 // ("https://index.docker.io/v1/").
 func (c *Client) Login(ctx context.Context, host string, cred Credential) error {
 	host = normalizeKey(host)
-	eps, err := c.endpoints(ctx, host, false)
+	ep, err := c.registryEndpoint(ctx, host)
 	if err != nil {
 		return fmt.Errorf("login to %s: %w", host, err)
 	}
-	ep := eps[len(eps)-1]
 	tr := c.transportFor(ep.host)
 	ping := func(auth string) (*http.Response, error) {
 		return c.sendSimple(ctx, tr, func() (*http.Request, error) {

@@ -83,7 +83,7 @@ func (c *Client) openBlob(ctx context.Context, ref Reference, desc ocispec.Descr
 	if desc.Size > 0 && offset == desc.Size {
 		return r, nil // nothing left to fetch; Read reports EOF
 	}
-	err := c.onEndpoints(ctx, ref, true, func(ep *endpoint) error {
+	err := c.onEndpoints(ctx, ref, func(ep *endpoint) error {
 		r.ep = ep
 		return r.open()
 	})
@@ -385,7 +385,7 @@ func (c *Client) FetchBlob(ctx context.Context, ref Reference, desc ocispec.Desc
 // an error wrapping errdefs.ErrNotFound.
 func (c *Client) StatBlob(ctx context.Context, ref Reference, dg digest.Digest) (ocispec.Descriptor, error) {
 	var desc ocispec.Descriptor
-	err := c.onEndpoints(ctx, ref, true, func(ep *endpoint) error {
+	err := c.onEndpoints(ctx, ref, func(ep *endpoint) error {
 		var err error
 		desc, err = c.statBlob(ctx, ep, ref, dg, pullScope(ref))
 		return err

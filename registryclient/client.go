@@ -204,37 +204,31 @@ func (c *Client) IsInsecure(host string) bool {
 	return false
 }
 
-// endpoints lists where to send a read (pull) or write for registry,
-// mirrors first for reads. The scheme of each is settled (a probe for
+// endpoints lists where to send a read (pull) for registry: its mirrors,
+// then the registry itself. The scheme of each is settled (a probe for
 // insecure hosts).
-func (c *Client) endpoints(ctx context.Context, registry string, pull bool) ([]*endpoint, error) {
+func (c *Client) endpoints(ctx context.Context, registry string) ([]*endpoint, error) {
 	var eps []*endpoint
-	if pull {
-		for _, m := range c.Mirrors[registry] {
-			scheme := ""
-			if rest, ok := strings.CutPrefix(m, "http://"); ok {
-				scheme, m = "http", rest
-			} else if rest, ok := strings.CutPrefix(m, "https://"); ok {
-				scheme, m = "https", rest
-			}
-			m = strings.TrimRight(m, "/")
-			if i := strings.IndexByte(m, '/'); i >= 0 {
-				m = m[:i]
-			}
-			ep := &endpoint{host: m, credHost: m, scheme: scheme, mirror: true}
-			if err := c.settleScheme(ctx, ep); err != nil {
-				c.log().Debug("registry mirror unreachable", "mirror", m, "err", err)
-				continue
-			}
-			eps = append(eps, ep)
+	for _, m := range c.Mirrors[registry] {
+		scheme := ""
+		if rest, ok := strings.CutPrefix(m, "http://"); ok {
+			scheme, m = "http", rest
+		} else if rest, ok := strings.CutPrefix(m, "https://"); ok {
+			scheme, m = "https", rest
 		}
+		m = strings.TrimRight(m, "/")
+		if i := strings.IndexByte(m, '/'); i >= 0 {
+			m = m[:i]
+		}
+		ep := &endpoint{host: m, credHost: m, scheme: scheme, mirror: true}
+		if err := c.settleScheme(ctx, ep); err != nil {
+			c.log().Debug("registry mirror unreachable", "mirror", m, "err", err)
+			continue
+		}
+		eps = append(eps, ep)
 	}
-	host := registry
-	if registry == DockerHub || registry == "index.docker.io" {
-		host = DockerHubEndpoint
-	}
-	ep := &endpoint{host: host, credHost: registry}
-	if err := c.settleScheme(ctx, ep); err != nil {
+	ep, err := c.registryEndpoint(ctx, registry)
+	if err != nil {
 		if len(eps) > 0 {
 			c.log().Debug("registry unreachable; mirrors only", "registry", registry, "err", err)
 			return eps, nil
@@ -242,6 +236,20 @@ func (c *Client) endpoints(ctx context.Context, registry string, pull bool) ([]*
 		return nil, err
 	}
 	return append(eps, ep), nil
+}
+
+// registryEndpoint is registry's own endpoint, with its scheme settled:
+// where writes, logins and catalogs go (never to a mirror).
+func (c *Client) registryEndpoint(ctx context.Context, registry string) (*endpoint, error) {
+	host := registry
+	if registry == DockerHub || registry == "index.docker.io" {
+		host = DockerHubEndpoint
+	}
+	ep := &endpoint{host: host, credHost: registry}
+	if err := c.settleScheme(ctx, ep); err != nil {
+		return nil, err
+	}
+	return ep, nil
 }
 
 // settleScheme picks https, or for insecure hosts whichever of https and

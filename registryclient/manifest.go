@@ -66,10 +66,10 @@ func pushScope(ref Reference) []string {
 	return []string{"repository:" + ref.Repository + ":pull,push"}
 }
 
-// onEndpoints runs fn on each endpoint for ref's registry (mirrors first
-// for reads) until one succeeds; the error is the registry's own.
-func (c *Client) onEndpoints(ctx context.Context, ref Reference, pull bool, fn func(ep *endpoint) error) error {
-	eps, err := c.endpoints(ctx, ref.Registry, pull)
+// onEndpoints runs a read fn on each endpoint for ref's registry (mirrors
+// first) until one succeeds; the error is the registry's own.
+func (c *Client) onEndpoints(ctx context.Context, ref Reference, fn func(ep *endpoint) error) error {
+	eps, err := c.endpoints(ctx, ref.Registry)
 	if err != nil {
 		return err
 	}
@@ -89,7 +89,7 @@ func (c *Client) onEndpoints(ctx context.Context, ref Reference, pull bool, fn f
 // Errors wrap errdefs.ErrNotFound when the registry has no such manifest.
 func (c *Client) Resolve(ctx context.Context, ref Reference) (ocispec.Descriptor, error) {
 	var desc ocispec.Descriptor
-	err := c.onEndpoints(ctx, ref, true, func(ep *endpoint) error {
+	err := c.onEndpoints(ctx, ref, func(ep *endpoint) error {
 		resp, err := c.send(ctx, ep, &request{
 			method: http.MethodHead, path: "/v2/" + ref.Repository + "/manifests/" + ref.object(),
 			header: http.Header{"Accept": manifestAccept}, scopes: pullScope(ref),
@@ -145,7 +145,7 @@ var errFallbackGet = errors.New("fall back to GET")
 func (c *Client) FetchManifest(ctx context.Context, ref Reference) (ocispec.Descriptor, []byte, error) {
 	var desc ocispec.Descriptor
 	var body []byte
-	err := c.onEndpoints(ctx, ref, true, func(ep *endpoint) error {
+	err := c.onEndpoints(ctx, ref, func(ep *endpoint) error {
 		return c.retryTransfer(ctx, func() error {
 			var err error
 			desc, body, err = c.fetchManifest(ctx, ep, ref)
@@ -311,11 +311,11 @@ func (c *Client) PushManifest(ctx context.Context, ref Reference, mediaType stri
 	if object == "" {
 		object = desc.Digest.String()
 	}
-	eps, err := c.endpoints(ctx, ref.Registry, false)
+	ep, err := c.registryEndpoint(ctx, ref.Registry)
 	if err != nil {
 		return desc, fmt.Errorf("push manifest %s: %w", ref, err)
 	}
-	resp, err := c.send(ctx, eps[0], &request{
+	resp, err := c.send(ctx, ep, &request{
 		method: http.MethodPut, path: "/v2/" + ref.Repository + "/manifests/" + object,
 		header: http.Header{"Content-Type": {mediaType}},
 		body: func() (io.ReadCloser, error) {

@@ -68,11 +68,10 @@ var errNoReopen = errors.New("the blob's reader cannot be read again for a retry
 // repository, without uploading it. It reports false when the registry
 // declined (it does not have the blob there, or does not allow mounts).
 func (c *Client) MountBlob(ctx context.Context, ref Reference, fromRepository string, desc ocispec.Descriptor) (bool, error) {
-	eps, err := c.endpoints(ctx, ref.Registry, false)
+	ep, err := c.registryEndpoint(ctx, ref.Registry)
 	if err != nil {
 		return false, fmt.Errorf("mount blob %s into %s: %w", desc.Digest, ref.Name(), err)
 	}
-	ep := eps[len(eps)-1]
 	loc, mounted, err := c.startUpload(ctx, ep, ref, desc.Digest, fromRepository)
 	if err != nil {
 		return false, fmt.Errorf("mount blob %s from %s into %s: %w", desc.Digest, fromRepository, ref.Name(), err)
@@ -88,11 +87,10 @@ func (c *Client) pushBlob(ctx context.Context, ref Reference, desc ocispec.Descr
 	if err := desc.Digest.Validate(); err != nil {
 		return fmt.Errorf("digest %q: %v: %w", desc.Digest, err, errdefs.ErrInvalid)
 	}
-	eps, err := c.endpoints(ctx, ref.Registry, false)
+	ep, err := c.registryEndpoint(ctx, ref.Registry)
 	if err != nil {
 		return err
 	}
-	ep := eps[len(eps)-1]
 	if _, err := c.statBlob(ctx, ep, ref, desc.Digest, pushScope(ref)); err == nil {
 		return nil
 	} else if !isNotFound(err) {

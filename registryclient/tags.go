@@ -20,7 +20,7 @@ const maxListPages = 10000
 // gives an error wrapping errdefs.ErrNotFound.
 func (c *Client) Tags(ctx context.Context, ref Reference) ([]string, error) {
 	var tags []string
-	err := c.onEndpoints(ctx, ref, true, func(ep *endpoint) error {
+	err := c.onEndpoints(ctx, ref, func(ep *endpoint) error {
 		tags = nil
 		return c.list(ctx, ep, "/v2/"+ref.Repository+"/tags/list", pullScope(ref), func(body []byte) error {
 			var doc struct {
@@ -43,12 +43,12 @@ func (c *Client) Tags(ctx context.Context, ref Reference) ([]string, error) {
 // "127.0.0.1:5000"), following Link pagination. Many registries, Docker Hub
 // among them, refuse it.
 func (c *Client) Catalog(ctx context.Context, registry string) ([]string, error) {
-	eps, err := c.endpoints(ctx, registry, false)
+	ep, err := c.registryEndpoint(ctx, registry)
 	if err != nil {
 		return nil, fmt.Errorf("catalog of %s: %w", registry, err)
 	}
 	var repos []string
-	err = c.list(ctx, eps[len(eps)-1], "/v2/_catalog", []string{"registry:catalog:*"}, func(body []byte) error {
+	err = c.list(ctx, ep, "/v2/_catalog", []string{"registry:catalog:*"}, func(body []byte) error {
 		var doc struct {
 			Repositories []string `json:"repositories"`
 		}
