@@ -288,8 +288,7 @@ func (c *Client) settleScheme(ctx context.Context, ep *endpoint) error {
 			if resp.StatusCode == http.StatusUnauthorized {
 				c.authFor(ep.host).learn(resp.Header)
 			}
-			io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
-			resp.Body.Close()
+			drain(resp)
 			cancel()
 			ep.scheme = scheme
 			c.schemes.Store(ep.host, scheme)

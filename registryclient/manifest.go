@@ -331,8 +331,8 @@ func (c *Client) PushManifest(ctx context.Context, ref Reference, mediaType stri
 		return desc, fmt.Errorf("push manifest %s: %w", ref, newError(resp))
 	}
 	drain(resp)
-	if h := resp.Header.Get("Docker-Content-Digest"); h != "" && h != desc.Digest.String() {
-		return desc, fmt.Errorf("push manifest %s: registry stored digest %s, we sent %s: %w", ref, h, desc.Digest, errdefs.ErrDigestMismatch)
+	if err := checkDigestHeader(resp, desc.Digest); err != nil {
+		return desc, fmt.Errorf("push manifest %s: %w", ref, err)
 	}
 	return desc, nil
 }
