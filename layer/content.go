@@ -16,6 +16,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/berthrt/berth/errdefs"
+	"github.com/berthrt/berth/internal/fsutil"
 )
 
 // Info describes a stored blob.
@@ -139,7 +140,7 @@ func (s *Store) Walk(ctx context.Context, fn func(Info) error) error {
 type Writer struct {
 	s      *Store
 	desc   ocispec.Descriptor
-	lock   *flock
+	lock   *fsutil.Lock
 	f      *os.File
 	path   string
 	dg     digest.Digester
@@ -164,7 +165,7 @@ func (s *Store) Writer(ctx context.Context, desc ocispec.Descriptor) (*Writer, e
 		return nil, fmt.Errorf("ingest %s: %w", desc.Digest, err)
 	}
 	fail := func(err error) (*Writer, error) {
-		l.unlock()
+		l.Unlock()
 		return nil, fmt.Errorf("ingest %s: %w", desc.Digest, err)
 	}
 	if s.Has(desc.Digest) {
@@ -243,7 +244,7 @@ func (w *Writer) Commit(ctx context.Context) error {
 		return fmt.Errorf("ingest %s: writer closed: %w", w.desc.Digest, errdefs.ErrInvalid)
 	}
 	w.closed = true
-	defer w.lock.unlockRemove()
+	defer w.lock.UnlockRemove()
 	mismatch := func(format string, a ...any) error {
 		w.f.Close()
 		os.Remove(w.path)
@@ -270,7 +271,7 @@ func (w *Writer) Commit(ctx context.Context) error {
 	if err := os.Rename(w.path, dst); err != nil {
 		return fmt.Errorf("commit %s: %w", w.desc.Digest, err)
 	}
-	syncDir(filepath.Dir(dst))
+	_ = fsutil.SyncDir(filepath.Dir(dst))
 	return nil
 }
 
@@ -281,7 +282,7 @@ func (w *Writer) Close() error {
 	}
 	w.closed = true
 	err := w.f.Close()
-	w.lock.unlockRemove()
+	w.lock.UnlockRemove()
 	return err
 }
 
@@ -293,7 +294,7 @@ func (w *Writer) Abort() error {
 	w.closed = true
 	w.f.Close()
 	err := os.Remove(w.path)
-	w.lock.unlockRemove()
+	w.lock.UnlockRemove()
 	if errors.Is(err, fs.ErrNotExist) {
 		err = nil
 	}
@@ -305,11 +306,4 @@ func notFound(what string, d digest.Digest, err error) error {
 		return fmt.Errorf("%s %s: %w", what, d, errdefs.ErrNotFound)
 	}
 	return fmt.Errorf("%s %s: %w", what, d, err)
-}
-
-func syncDir(dir string) {
-	if d, err := os.Open(dir); err == nil {
-		d.Sync()
-		d.Close()
-	}
 }

@@ -29,9 +29,9 @@
 //     It reads a stream once, so it can unpack while downloading, and it does
 //     not need the parent unpacked first, so an image's layers can be
 //     downloaded and unpacked in parallel.
-//   - Lock files are our own flock wrapper (not internal/fsutil's): after
-//     taking a lock it checks the file is still the one at the path, so
-//     per-item lock files can be deleted by their holder and do not pile up.
+//   - Lock files are internal/fsutil's flocks: after taking a lock they
+//     check the file is still the one at the path, so per-item lock files
+//     can be deleted by their holder and do not pile up.
 //   - Unpacked layers are in overlay form, ready as lower directories:
 //     whiteouts are 0/0 character devices and opaque directories carry
 //     trusted.overlay.opaque=y. The copy snapshotter reads the same form.

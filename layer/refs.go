@@ -20,6 +20,7 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/berthrt/berth/errdefs"
+	"github.com/berthrt/berth/internal/fsutil"
 )
 
 type refFile struct {
@@ -76,7 +77,11 @@ func (s *Store) ref(ctx context.Context, owner string, durable bool, digests []d
 		}
 	}
 	b, _ := json.Marshal(rf)
-	if err := writeFileAtomic(s.refPath(owner), b, durable); err != nil {
+	write := fsutil.WriteFileVolatile
+	if durable {
+		write = fsutil.WriteFile
+	}
+	if err := write(s.refPath(owner), b, 0o600); err != nil {
 		return fmt.Errorf("ref %s: %w", owner, err)
 	}
 	return nil
@@ -105,7 +110,7 @@ func (s *Store) Unref(ctx context.Context, owner string) error {
 // and the owner's own lock file exclusive. Owners do not wait for each
 // other: with one exclusive refs.lock, and an fsync under it, 100
 // containers created at once queued on it for seconds.
-type ownerLock struct{ all, one *flock }
+type ownerLock struct{ all, one *fsutil.Lock }
 
 func (s *Store) lockOwner(ctx context.Context, owner string) (*ownerLock, error) {
 	all, err := lockFile(ctx, s.path("locks", "refs.lock"), false)
@@ -114,15 +119,15 @@ func (s *Store) lockOwner(ctx context.Context, owner string) (*ownerLock, error)
 	}
 	one, err := lockFile(ctx, s.path("locks", "ref-"+strings.TrimSuffix(filepath.Base(s.refPath(owner)), ".json")+".lock"), true)
 	if err != nil {
-		all.unlock()
+		all.Unlock()
 		return nil, err
 	}
 	return &ownerLock{all: all, one: one}, nil
 }
 
 func (l *ownerLock) unlock() {
-	l.one.unlockRemove()
-	l.all.unlock()
+	l.one.UnlockRemove()
+	l.all.Unlock()
 }
 
 // Refs returns every owner and what it references.
@@ -131,7 +136,7 @@ func (s *Store) Refs(ctx context.Context) (map[string][]digest.Digest, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer l.unlock()
+	defer l.Unlock()
 	refs, err := s.readRefs()
 	if err != nil {
 		return nil, err
@@ -172,34 +177,6 @@ func (s *Store) readRefs() (map[string][]digest.Digest, error) {
 	return out, nil
 }
 
-// writeFileAtomic writes path through a temporary file renamed into place;
-// durable adds the fsyncs of the file and its directory.
-func writeFileAtomic(path string, data []byte, durable bool) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	_, err = f.Write(data)
-	if err == nil && durable {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	if durable {
-		syncDir(filepath.Dir(path))
-	}
-	return nil
-}
-
 // Removed is what GC removed.
 type Removed struct {
 	Blobs   []digest.Digest // unreferenced blobs
@@ -220,7 +197,7 @@ func (s *Store) GC(ctx context.Context) (Removed, error) {
 	if err != nil {
 		return rm, fmt.Errorf("gc: %w", err)
 	}
-	defer l.unlock()
+	defer l.Unlock()
 	refs, err := s.Refs(ctx)
 	if err != nil {
 		return rm, fmt.Errorf("gc: %w", err)
@@ -283,7 +260,7 @@ func (s *Store) GC(ctx context.Context) (Removed, error) {
 		if err != nil || time.Since(fi.ModTime()) < expiry {
 			continue
 		}
-		il, ok, err := tryLockFile(s.path("locks", "ingest-"+e.Name()+".lock"))
+		il, ok, err := fsutil.TryLockFile(s.path("locks", "ingest-"+e.Name()+".lock"))
 		if err != nil || !ok {
 			continue // a writer is at it
 		}
@@ -291,7 +268,7 @@ func (s *Store) GC(ctx context.Context) (Removed, error) {
 			rm.Ingests++
 			rm.Bytes += fi.Size()
 		}
-		il.unlockRemove()
+		il.UnlockRemove()
 	}
 
 	// Temporary files of reference records whose writer crashed.
@@ -303,7 +280,7 @@ func (s *Store) GC(ctx context.Context) (Removed, error) {
 				rm.Temp++
 			}
 		}
-		rl.unlock()
+		rl.Unlock()
 	}
 	// Short links whose layer is gone.
 	ents, _ = os.ReadDir(s.path("l"))
@@ -318,8 +295,8 @@ func (s *Store) GC(ctx context.Context) (Removed, error) {
 	for _, e := range ents {
 		n := e.Name()
 		if strings.HasPrefix(n, "layer-") || strings.HasPrefix(n, "ingest-") || strings.HasPrefix(n, "snap-") || strings.HasPrefix(n, "ref-") {
-			if il, ok, err := tryLockFile(s.path("locks", n)); err == nil && ok {
-				il.unlockRemove()
+			if il, ok, err := fsutil.TryLockFile(s.path("locks", n)); err == nil && ok {
+				il.UnlockRemove()
 			}
 		}
 	}

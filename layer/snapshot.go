@@ -160,7 +160,7 @@ func (s *Store) createSnapshot(ctx context.Context, key string, parent digest.Di
 	if err != nil {
 		return err
 	}
-	defer lk.unlock()
+	defer lk.Unlock()
 	if _, err := os.Lstat(s.snapDir(key)); err == nil {
 		return fmt.Errorf("prepare snapshot %s: %w", key, errdefs.ErrAlreadyExists)
 	}
@@ -210,7 +210,7 @@ func (s *Store) removeSnapshot(ctx context.Context, key string) error {
 	if err != nil {
 		return err
 	}
-	defer lk.unlockRemove()
+	defer lk.UnlockRemove()
 	if _, err := os.Lstat(s.snapDir(key)); err != nil {
 		return fmt.Errorf("remove snapshot %s: %w", key, errdefs.ErrNotFound)
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/berthrt/berth/errdefs"
+	"github.com/berthrt/berth/internal/fsutil"
 )
 
 // Options configure a Store. The zero value is ready to use.
@@ -91,11 +92,11 @@ func (s *Store) path(elem ...string) string {
 
 // cleanTemp removes <root>/tmp/* when no other user holds a lease.
 func (s *Store) cleanTemp() {
-	l, ok, err := tryLockFile(s.path("locks", "gc.lock"))
+	l, ok, err := fsutil.TryLockFile(s.path("locks", "gc.lock"))
 	if err != nil || !ok {
 		return
 	}
-	defer l.unlock()
+	defer l.Unlock()
 	s.removeTempLocked()
 }
 
@@ -136,7 +137,7 @@ func (s *Store) removeDir(dir string) error {
 //
 // Do not call GC while holding a lease in the same goroutine: it would wait
 // for itself until its context ends.
-type Lease struct{ l *flock }
+type Lease struct{ l *fsutil.Lock }
 
 // Lease takes a lease (a shared lock on <root>/locks/gc.lock).
 func (s *Store) Lease(ctx context.Context) (*Lease, error) {
@@ -150,7 +151,7 @@ func (s *Store) Lease(ctx context.Context) (*Lease, error) {
 // Release ends the lease. It is safe to call more than once.
 func (l *Lease) Release() {
 	if l != nil {
-		l.l.unlock()
+		l.l.Unlock()
 	}
 }
 

@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/berthrt/berth/errdefs"
+	"github.com/berthrt/berth/internal/fsutil"
 )
 
 // Unpack extracts a layer blob read from r into the store, on top of the
@@ -59,8 +60,8 @@ func (s *Store) Unpack(ctx context.Context, r io.Reader, mediaType string, paren
 			return Layer{}, fmt.Errorf("unpack: parent: %w", err)
 		}
 	}
-	var lock *flock
-	defer func() { lock.unlockRemove() }()
+	var lock *fsutil.Lock
+	defer func() { lock.UnlockRemove() }()
 	if diffID != "" {
 		chain := ChainID(parent, diffID)
 		if lock, err = s.lockLayer(ctx, chain); err != nil {
@@ -128,7 +129,7 @@ func (s *Store) Unpack(ctx context.Context, r io.Reader, mediaType string, paren
 		return Layer{}, fmt.Errorf("unpack: publish %s: %w", l.ChainID, err)
 	}
 	published = true
-	syncDir(filepath.Dir(dst))
+	_ = fsutil.SyncDir(filepath.Dir(dst))
 	s.log.Debug("layer unpacked", "chainID", l.ChainID, "diffID", l.DiffID, "size", size)
 	return l, nil
 }
@@ -142,7 +143,7 @@ func syncFS(dir string) error {
 	return unix.Syncfs(fd)
 }
 
-func (s *Store) lockLayer(ctx context.Context, chain digest.Digest) (*flock, error) {
+func (s *Store) lockLayer(ctx context.Context, chain digest.Digest) (*fsutil.Lock, error) {
 	l, err := lockFile(ctx, s.path("locks", "layer-"+chain.Encoded()+".lock"), true)
 	if err != nil {
 		return nil, fmt.Errorf("lock layer %s: %w", chain, err)

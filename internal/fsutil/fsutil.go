@@ -1,4 +1,4 @@
-//go:build linux
+//go:build unix
 
 // Package fsutil has the small file-system primitives every store in berth
 // builds on: atomic writes (temporary name, fsync, rename) and advisory file
@@ -6,13 +6,8 @@
 package fsutil
 
 import (
-	"context"
-	"fmt"
 	"os"
 	"path/filepath"
-	"time"
-
-	"golang.org/x/sys/unix"
 )
 
 // WriteFile writes data to path atomically: readers see the old content or
@@ -75,79 +70,4 @@ func SyncDir(dir string) error {
 	}
 	defer d.Close()
 	return d.Sync()
-}
-
-// Lock is an exclusive flock on a file. The zero value is not usable; get
-// one from LockFile.
-type Lock struct {
-	f *os.File
-}
-
-// LockFile takes an exclusive lock on path (created if missing), waiting
-// until it is free or ctx is done. The lock is released by Unlock, or by the
-// kernel when the process dies, so a crashed owner never leaves it held.
-func LockFile(ctx context.Context, path string) (*Lock, error) {
-	return lock(ctx, path, unix.LOCK_EX)
-}
-
-// RLockFile takes a shared lock on path.
-func RLockFile(ctx context.Context, path string) (*Lock, error) {
-	return lock(ctx, path, unix.LOCK_SH)
-}
-
-func lock(ctx context.Context, path string, how int) (*Lock, error) {
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return nil, err
-	}
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR|unix.O_CLOEXEC, 0o600)
-	if err != nil {
-		return nil, err
-	}
-	delay := time.Millisecond
-	for {
-		err := unix.Flock(int(f.Fd()), how|unix.LOCK_NB)
-		if err == nil {
-			return &Lock{f: f}, nil
-		}
-		if err != unix.EWOULDBLOCK && err != unix.EINTR {
-			f.Close()
-			return nil, fmt.Errorf("lock %s: %w", path, err)
-		}
-		select {
-		case <-ctx.Done():
-			f.Close()
-			return nil, fmt.Errorf("lock %s: %w", path, ctx.Err())
-		case <-time.After(delay):
-		}
-		if delay < 50*time.Millisecond {
-			delay *= 2
-		}
-	}
-}
-
-// TryLockFile takes an exclusive lock without waiting; ok is false when
-// another holder has it.
-func TryLockFile(path string) (l *Lock, ok bool, err error) {
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR|unix.O_CLOEXEC, 0o600)
-	if err != nil {
-		return nil, false, err
-	}
-	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
-		f.Close()
-		if err == unix.EWOULDBLOCK {
-			return nil, false, nil
-		}
-		return nil, false, err
-	}
-	return &Lock{f: f}, true, nil
-}
-
-// Unlock releases the lock.
-func (l *Lock) Unlock() error {
-	if l == nil || l.f == nil {
-		return nil
-	}
-	err := l.f.Close()
-	l.f = nil
-	return err
 }
