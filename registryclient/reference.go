@@ -181,15 +181,17 @@ func checkDomain(d string) error {
 func (r Reference) Name() string { return r.Registry + "/" + r.Repository }
 
 // String is the canonical form: registry/repository[:tag][@digest].
-func (r Reference) String() string {
-	s := r.Name()
+func (r Reference) String() string { return r.withTagDigest(r.Name()) }
+
+// withTagDigest appends ":tag" and "@digest", those r has, to name.
+func (r Reference) withTagDigest(name string) string {
 	if r.Tag != "" {
-		s += ":" + r.Tag
+		name += ":" + r.Tag
 	}
 	if r.Digest != "" {
-		s += "@" + r.Digest.String()
+		name += "@" + r.Digest.String()
 	}
-	return s
+	return name
 }
 
 // FamiliarName is the name as Docker shows it: without "docker.io/", and
@@ -217,16 +219,7 @@ func looksLikeRegistry(first string) bool {
 
 // Familiar is the short form Docker prints: "alpine:latest",
 // "user/app:1.2", "ghcr.io/o/app@sha256:...".
-func (r Reference) Familiar() string {
-	s := r.FamiliarName()
-	if r.Tag != "" {
-		s += ":" + r.Tag
-	}
-	if r.Digest != "" {
-		s += "@" + r.Digest.String()
-	}
-	return s
-}
+func (r Reference) Familiar() string { return r.withTagDigest(r.FamiliarName()) }
 
 // WithDigest returns r pinned to d (the tag is kept for display).
 func (r Reference) WithDigest(d digest.Digest) Reference { r.Digest = d; return r }
