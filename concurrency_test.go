@@ -30,7 +30,6 @@ import (
 	"github.com/berthrt/berth/internal/registrytest"
 	"github.com/berthrt/berth/internal/testutil"
 	"github.com/berthrt/berth/internal/toolbox/toolboxtest"
-	"github.com/berthrt/berth/registryclient"
 	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
@@ -163,29 +162,6 @@ func ccImage(t *testing.T, base imagebuild.Built, k int) imagebuild.Built {
 	return b
 }
 
-// ccPush pushes b as ref, skipping the blobs pushed already.
-func ccPush(t *testing.T, ref string, b imagebuild.Built, pushed map[digest.Digest]bool) {
-	t.Helper()
-	ctx := context.Background()
-	r, err := registryclient.ParseReference(ref)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := &registryclient.Client{}
-	for d, blob := range b.Blobs {
-		if d == b.Desc.Digest || pushed[d] {
-			continue
-		}
-		if err := c.PushBlob(ctx, r, ocispec.Descriptor{Digest: d, Size: int64(len(blob))}, bytes.NewReader(blob)); err != nil {
-			t.Fatal(err)
-		}
-		pushed[d] = true
-	}
-	if _, err := c.PushManifest(ctx, r, b.Desc.MediaType, b.Manifest); err != nil {
-		t.Fatal(err)
-	}
-}
-
 func TestConcurrentProcessesShareRoot(t *testing.T) {
 	testutil.RequiresCommand(t, "docker-registry")
 	rounds := 30
@@ -207,7 +183,7 @@ func TestConcurrentProcessesShareRoot(t *testing.T) {
 	setup := time.Now()
 	base := toolboxtest.Built(t)
 	for k := 0; k < rounds; k++ {
-		ccPush(t, fmt.Sprintf("%s:r%d", repo, k), ccImage(t, base, k), pushed)
+		pushBuiltSkipping(t, fmt.Sprintf("%s:r%d", repo, k), ccImage(t, base, k), pushed)
 	}
 	t.Logf("%d images pushed in %v", rounds, time.Since(setup).Round(time.Millisecond))
 

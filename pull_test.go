@@ -14,11 +14,19 @@ import (
 	"github.com/berthrt/berth/internal/testutil"
 	"github.com/berthrt/berth/internal/toolbox/toolboxtest"
 	"github.com/berthrt/berth/registryclient"
+	digest "github.com/opencontainers/go-digest"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
 // pushBuilt uploads an imagebuild image to ref.
 func pushBuilt(t *testing.T, ref string, b imagebuild.Built) {
+	t.Helper()
+	pushBuiltSkipping(t, ref, b, map[digest.Digest]bool{})
+}
+
+// pushBuiltSkipping is pushBuilt for images that share blobs: it skips
+// the blobs in pushed and adds to pushed those it uploads.
+func pushBuiltSkipping(t *testing.T, ref string, b imagebuild.Built, pushed map[digest.Digest]bool) {
 	t.Helper()
 	ctx := context.Background()
 	r, err := registryclient.ParseReference(ref)
@@ -27,12 +35,13 @@ func pushBuilt(t *testing.T, ref string, b imagebuild.Built) {
 	}
 	c := &registryclient.Client{}
 	for d, blob := range b.Blobs {
-		if d == b.Desc.Digest {
+		if d == b.Desc.Digest || pushed[d] {
 			continue
 		}
 		if err := c.PushBlob(ctx, r, ocispec.Descriptor{Digest: d, Size: int64(len(blob))}, bytes.NewReader(blob)); err != nil {
 			t.Fatal(err)
 		}
+		pushed[d] = true
 	}
 	if _, err := c.PushManifest(ctx, r, b.Desc.MediaType, b.Manifest); err != nil {
 		t.Fatal(err)
