@@ -141,16 +141,7 @@ func (s *Store) Refs(ctx context.Context) (map[string][]digest.Digest, error) {
 	if err != nil {
 		return nil, err
 	}
-	// A snapshot references its parent chain as owner "snapshot/<key>":
-	// its metadata is the record (Prepare writes no ref file, and the lease
-	// it holds keeps GC away until the snapshot is in place).
-	if keys, err := s.listSnapshots(); err == nil {
-		for _, k := range keys {
-			if m, err := s.snapMeta(k); err == nil && m.Parent != "" {
-				refs[snapOwner(k)] = []digest.Digest{m.Parent}
-			}
-		}
-	}
+	s.addSnapshotRefs(refs)
 	return refs, nil
 }
 

@@ -220,6 +220,22 @@ func (s *Store) removeSnapshot(ctx context.Context, key string) error {
 	return nil
 }
 
+// addSnapshotRefs adds to refs what each snapshot references, its parent
+// chain, as owner "snapshot/<key>": the snapshot's metadata is the record
+// (Prepare writes no ref file, and the lease it holds keeps GC away until
+// the snapshot is in place).
+func (s *Store) addSnapshotRefs(refs map[string][]digest.Digest) {
+	keys, err := s.listSnapshots()
+	if err != nil {
+		return
+	}
+	for _, k := range keys {
+		if m, err := s.snapMeta(k); err == nil && m.Parent != "" {
+			refs[snapOwner(k)] = []digest.Digest{m.Parent}
+		}
+	}
+}
+
 func (s *Store) listSnapshots() ([]string, error) {
 	ents, err := os.ReadDir(s.path("snapshots"))
 	if err != nil {
