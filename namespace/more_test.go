@@ -171,7 +171,7 @@ func TestUserNamespace(t *testing.T) {
 	if err := chownTree(cfg.RootDir, 100000, 100000); err != nil {
 		t.Fatal(err)
 	}
-	for d := cfg.RootDir; d != "/" && d != os.TempDir(); d = filepathDir(d) {
+	for d := cfg.RootDir; d != "/" && d != os.TempDir(); d = filepath.Dir(d) {
 		_ = os.Chmod(d, 0o755)
 	}
 	r := run(t, cfg, nil)

@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -542,7 +543,7 @@ func TestExec(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !contains(pids, p.Pid()) || !contains(pids, c.Main().Pid()) {
+	if !slices.Contains(pids, p.Pid()) || !slices.Contains(pids, c.Main().Pid()) {
 		t.Errorf("Processes() = %v, want %d and %d in it", pids, p.Pid(), c.Main().Pid())
 	}
 	if err := p.Signal(syscall.SIGTERM); err != nil {
@@ -572,15 +573,6 @@ func TestExec(t *testing.T) {
 	if _, err := c.Exec(ctx, ProcessConfig{Args: []string{"true"}}, Stdio{}); !errors.Is(err, errdefs.ErrNotRunning) {
 		t.Fatalf("exec after exit: %v", err)
 	}
-}
-
-func contains(s []int, v int) bool {
-	for _, x := range s {
-		if x == v {
-			return true
-		}
-	}
-	return false
 }
 
 func TestStopIgnoringTerm(t *testing.T) {
@@ -914,12 +906,8 @@ func median(durs []time.Duration) time.Duration {
 	if len(durs) == 0 {
 		return 0
 	}
-	s := append([]time.Duration(nil), durs...)
-	for i := 1; i < len(s); i++ {
-		for j := i; j > 0 && s[j] < s[j-1]; j-- {
-			s[j], s[j-1] = s[j-1], s[j]
-		}
-	}
+	s := slices.Clone(durs)
+	slices.Sort(s)
 	return s[len(s)/2]
 }
 
@@ -937,8 +925,6 @@ func chownTree(root string, uid, gid int) error {
 		return os.Lchown(p, uid, gid)
 	})
 }
-
-func filepathDir(p string) string { return filepath.Dir(p) }
 
 // TestLargeEnvironment: a config bigger than a control packet (an
 // environment of about 1 MiB, under execve's ARG_MAX) starts and execs; one
