@@ -400,6 +400,27 @@ type request struct {
 	noAuth bool
 }
 
+// url is where r goes on ep, with r.query merged into the URL's own.
+func (r *request) url(ep *endpoint) (string, error) {
+	u := r.rawURL
+	if u == "" {
+		u = ep.url(r.path)
+	}
+	if len(r.query) == 0 {
+		return u, nil
+	}
+	pu, err := url.Parse(u)
+	if err != nil {
+		return "", fmt.Errorf("bad URL %q: %w", u, errdefs.ErrInvalid)
+	}
+	q := pu.Query()
+	for k, v := range r.query {
+		q[k] = v
+	}
+	pu.RawQuery = q.Encode()
+	return pu.String(), nil
+}
+
 // send performs r against ep: it answers auth challenges, retries
 // temporary failures per c.Retry, and returns the final response, whatever
 // its status, for the caller to check. Errors: ctx's, or one wrapping
@@ -411,26 +432,12 @@ func (c *Client) send(ctx context.Context, ep *endpoint, r *request) (*http.Resp
 	if r.noRetry {
 		attempts = 1
 	}
+	u, err := r.url(ep)
+	if err != nil {
+		return nil, err
+	}
 	var lastErr error
 	for attempt := 1; ; attempt++ {
-		var u string
-		if r.rawURL != "" {
-			u = r.rawURL
-		} else {
-			u = ep.url(r.path)
-		}
-		if len(r.query) > 0 {
-			pu, err := url.Parse(u)
-			if err != nil {
-				return nil, fmt.Errorf("bad URL %q: %w", u, errdefs.ErrInvalid)
-			}
-			q := pu.Query()
-			for k, v := range r.query {
-				q[k] = v
-			}
-			pu.RawQuery = q.Encode()
-			u = pu.String()
-		}
 		var body io.ReadCloser
 		if r.body != nil {
 			b, err := r.body()
@@ -454,13 +461,13 @@ func (c *Client) send(ctx context.Context, ep *endpoint, r *request) (*http.Resp
 			req.Header[k] = v
 		}
 		c.setUA(req)
-		if r.noAuth {
-			// nothing
-		} else if err := c.authorize(ctx, ep, req, r.scopes); err != nil {
-			if body != nil {
-				body.Close()
+		if !r.noAuth {
+			if err := c.authorize(ctx, ep, req, r.scopes); err != nil {
+				if body != nil {
+					body.Close()
+				}
+				return nil, err
 			}
-			return nil, err
 		}
 		resp, err := (&http.Client{Transport: tr}).Do(req)
 		var wait time.Duration
