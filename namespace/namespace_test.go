@@ -715,15 +715,16 @@ func TestDetachedAttach(t *testing.T) {
 }
 
 func TestHostBinaryProtected(t *testing.T) {
+	var mainOut lockedBuffer
 	c := startT(t, newConfig(t, sh(`
 		echo x >> /proc/1/exe 2>/dev/null && echo WROTE-1
 		cat /proc/1/exe > /dev/null 2>&1 && echo READ-1
 		readlink /proc/1/fd/0 >/dev/null 2>&1 && echo FD-1
 		cat /proc/1/environ >/dev/null 2>&1 && echo ENV-1
 		echo ready
-		sleep 100`)), Stdio{Stdout: &lockedBufferW})
-	waitFor(t, func() bool { return strings.Contains(lockedBufferW.String(), "ready") })
-	if s := lockedBufferW.String(); strings.Contains(s, "WROTE") || strings.Contains(s, "READ") || strings.Contains(s, "FD") || strings.Contains(s, "ENV") {
+		sleep 100`)), Stdio{Stdout: &mainOut})
+	waitFor(t, func() bool { return strings.Contains(mainOut.String(), "ready") })
+	if s := mainOut.String(); strings.Contains(s, "WROTE") || strings.Contains(s, "READ") || strings.Contains(s, "FD") || strings.Contains(s, "ENV") {
 		t.Fatalf("container reached the init binary: %q", s)
 	}
 	// Even host root, which passes the ptrace checks, cannot write through it:
@@ -774,8 +775,6 @@ func TestHostBinaryProtected(t *testing.T) {
 		t.Fatalf("wrote to an exe: %s", out.String())
 	}
 }
-
-var lockedBufferW lockedBuffer
 
 func BenchmarkStartTrue(b *testing.B) {
 	root := rootfs(b)
