@@ -7,29 +7,9 @@ import (
 	"context"
 	"errors"
 	"io"
+
+	"github.com/berthrt/berth/namespace"
 )
-
-// toHost returns the host id of container id in maps (-1 when unmapped).
-func toHost(maps []IDMap, id int) int {
-	for _, m := range maps {
-		if id >= m.ContainerID && id < m.ContainerID+m.Size {
-			return m.HostID + id - m.ContainerID
-		}
-	}
-	return -1
-}
-
-// toContainer returns the container id of host id in maps, or id itself
-// when the maps do not cover it (a file the container did not write, such
-// as one the copy snapshotter stores with the image's own ids).
-func toContainer(maps []IDMap, id int) int {
-	for _, m := range maps {
-		if id >= m.HostID && id < m.HostID+m.Size {
-			return m.ContainerID + id - m.HostID
-		}
-	}
-	return id
-}
 
 // mappedOwners is what a container with UIDMappings writes to disk: its
 // files carry host ids, which Commit and Export turn back into the ids the
@@ -87,4 +67,14 @@ func (o *mappedOwners) copyTar(ctx context.Context, w io.Writer, r io.Reader) er
 			return err
 		}
 	}
+}
+
+// toContainer is namespace.MapToContainer, keeping an id the maps do not
+// cover (a file the container did not write, such as one the copy
+// snapshotter stores with the image's own ids).
+func toContainer(maps []IDMap, id int) int {
+	if c := namespace.MapToContainer(maps, id); c >= 0 {
+		return c
+	}
+	return id
 }

@@ -357,7 +357,7 @@ func (c *Container) namespaceConfig(ctx context.Context, rootfs []mount.Mount) (
 		}
 		n.Mounts = append(n.Mounts, mount.Mount{Type: "bind", Source: d.PathOnHost, Target: target, Options: []string{"bind"}})
 	}
-	rootUID, rootGID := toHost(cfg.UIDMappings, 0), toHost(cfg.GIDMappings, 0)
+	rootUID, rootGID := namespace.MapToHost(cfg.UIDMappings, 0), namespace.MapToHost(cfg.GIDMappings, 0)
 	for _, m := range cfg.Mounts {
 		nm, err := c.rt.nsMount(ctx, m, rootUID, rootGID)
 		if err != nil {

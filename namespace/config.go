@@ -196,6 +196,28 @@ type IDMap struct {
 	Size        int `json:"size"`
 }
 
+// MapToHost returns the host id that container id maps to in maps, or -1
+// when the maps do not cover it.
+func MapToHost(maps []IDMap, id int) int {
+	for _, m := range maps {
+		if id >= m.ContainerID && id < m.ContainerID+m.Size {
+			return m.HostID + id - m.ContainerID
+		}
+	}
+	return -1
+}
+
+// MapToContainer returns the container id that host id maps to in maps,
+// or -1 when the maps do not cover it.
+func MapToContainer(maps []IDMap, id int) int {
+	for _, m := range maps {
+		if id >= m.HostID && id < m.HostID+m.Size {
+			return m.ContainerID + id - m.HostID
+		}
+	}
+	return -1
+}
+
 // capabilities returns the capability names of the main process.
 func (c *Config) capabilities() []string {
 	if c.Privileged {

@@ -58,16 +58,6 @@ const (
 	mountKeyMount   = "mount:"  // + index in Config.Mounts: a bind mount
 )
 
-// hostID returns the host id container id 0 maps to in maps, or -1.
-func hostID(maps []IDMap) int {
-	for _, m := range maps {
-		if m.ContainerID == 0 && m.Size > 0 {
-			return m.HostID
-		}
-	}
-	return -1
-}
-
 // mountAttrs turns mount flags into MOUNT_ATTR_* bits.
 func mountAttrs(flags uintptr) uint64 {
 	var a uint64
@@ -233,7 +223,7 @@ func prepareMounts(cfg *Config, pid int) (out []mountFD, err error) {
 		}
 	}()
 	userns := -1
-	uid, gid := hostID(cfg.UIDMappings), hostID(cfg.GIDMappings)
+	uid, gid := MapToHost(cfg.UIDMappings, 0), MapToHost(cfg.GIDMappings, 0)
 	if cfg.MapRootfs {
 		fd, err := unix.Open("/proc/"+strconv.Itoa(pid)+"/ns/user", unix.O_RDONLY|unix.O_CLOEXEC, 0)
 		if err != nil {
@@ -399,7 +389,7 @@ func (c *Config) validateMapRootfs() error {
 	if !c.has(NamespaceUser) {
 		return fmt.Errorf("container %s: MapRootfs without a user namespace: %w", c.ID, errdefs.ErrInvalid)
 	}
-	if hostID(c.UIDMappings) < 0 || hostID(c.GIDMappings) < 0 {
+	if MapToHost(c.UIDMappings, 0) < 0 || MapToHost(c.GIDMappings, 0) < 0 {
 		return fmt.Errorf("container %s: MapRootfs needs uid and gid 0 mapped: %w", c.ID, errdefs.ErrInvalid)
 	}
 	return nil

@@ -64,15 +64,6 @@ type initState struct {
 	root       string              // the rootfs before pivot_root: RootDir, or a path to it
 }
 
-func (s *initState) gidMapped(gid int) bool {
-	for _, m := range s.cfg.GIDMappings {
-		if gid >= m.ContainerID && gid < m.ContainerID+m.Size {
-			return true
-		}
-	}
-	return false
-}
-
 // fail reports a setup error to the owner and exits.
 func (s *initState) fail(step string, err error) {
 	if s.owner != nil {

@@ -267,7 +267,7 @@ func (s *initState) setupDev(root string) error {
 		return mountErr("mkdir /dev/pts", err)
 	}
 	ptsData := "newinstance,ptmxmode=0666,mode=0620"
-	if !s.userns || s.gidMapped(5) {
+	if !s.userns || MapToHost(s.cfg.GIDMappings, 5) >= 0 {
 		ptsData += ",gid=5"
 	}
 	if err := doMount("devpts", dev+"/pts", "devpts", unix.MS_NOSUID|unix.MS_NOEXEC, ptsData); err != nil {
