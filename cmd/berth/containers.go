@@ -24,7 +24,7 @@ import (
 
 func containerCommands(g *globalFlags) []*cobra.Command {
 	return []*cobra.Command{
-		runCommand(g), createCommand(g), startCommand(g), execCommand(g), psCommand(g),
+		runCommand(g, true), runCommand(g, false), startCommand(g), execCommand(g), psCommand(g),
 		logsCommand(g), stopCommand(g), killCommand(g), rmCommand(g), inspectCommand(g),
 		topCommand(g), updateCommand(g), commitCommand(g), diffCommand(g), exportCommand(g), pauseCommand(g, true), pauseCommand(g, false), statsCommand(g), portCommand(g),
 	}
@@ -504,40 +504,26 @@ func parseBytes(flag, s string) (int64, error) {
 	return int64(n * float64(mult)), nil
 }
 
-func runCommand(g *globalFlags) *cobra.Command {
+// runCommand is run, or with start false, create.
+func runCommand(g *globalFlags, start bool) *cobra.Command {
+	use, short := "create [OPTIONS] IMAGE [CMD...]", "Create a container"
+	if start {
+		use, short = "run [OPTIONS] IMAGE [CMD...]", "Create and start a container; exit with its status"
+	}
 	f := &runFlags{}
 	cmd := &cobra.Command{
-		Use:   "run [OPTIONS] IMAGE [CMD...]",
-		Short: "Create and start a container; exit with its status",
+		Use:   use,
+		Short: short,
 		Args:  cobra.MinimumNArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			return runContainer(cmd.Context(), g, f, args, true)
-		},
+		RunE: g.withRuntime(func(cmd *cobra.Command, rt *berth.Runtime, args []string) error {
+			return runContainer(cmd.Context(), rt, f, args, start)
+		}),
 	}
 	f.register(cmd.Flags())
 	return cmd
 }
 
-func createCommand(g *globalFlags) *cobra.Command {
-	f := &runFlags{}
-	cmd := &cobra.Command{
-		Use:   "create [OPTIONS] IMAGE [CMD...]",
-		Short: "Create a container",
-		Args:  cobra.MinimumNArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			return runContainer(cmd.Context(), g, f, args, false)
-		},
-	}
-	f.register(cmd.Flags())
-	return cmd
-}
-
-func runContainer(ctx context.Context, g *globalFlags, f *runFlags, args []string, start bool) error {
-	rt, err := g.runtime()
-	if err != nil {
-		return err
-	}
-	defer rt.Close()
+func runContainer(ctx context.Context, rt *berth.Runtime, f *runFlags, args []string, start bool) error {
 	cfg, err := f.config(ctx, rt, args)
 	if err != nil {
 		return err
