@@ -220,10 +220,7 @@ func BenchmarkExecTrue(b *testing.B) {
 	}
 	defer c.Close()
 	ctx := context.Background()
-	durs := make([]time.Duration, 0, b.N)
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		t0 := time.Now()
+	reportMedian(b, timeRuns(b, func(int) {
 		p, err := c.Exec(ctx, ProcessConfig{Args: []string{"/bin/true"}}, Stdio{})
 		if err != nil {
 			b.Fatal(err)
@@ -231,31 +228,13 @@ func BenchmarkExecTrue(b *testing.B) {
 		if st, err := p.Wait(ctx); err != nil || st.Code != 0 {
 			b.Fatal(st, err)
 		}
-		durs = append(durs, time.Since(t0))
-	}
-	b.StopTimer()
-	reportMedian(b, durs)
+	}))
 }
 
 // BenchmarkStartTrueSeccomp is BenchmarkStartTrue with Docker's seccomp profile.
 func BenchmarkStartTrueSeccomp(b *testing.B) {
 	cfg := &Config{RootDir: rootfs(b), Process: ProcessConfig{Args: []string{"/bin/true"}}, Seccomp: seccomp.DefaultProfile()}
-	ctx := context.Background()
-	durs := make([]time.Duration, 0, b.N)
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		t0 := time.Now()
-		c, err := Start(ctx, cfg, Stdio{}, StartOptions{})
-		if err != nil {
-			b.Fatal(err)
-		}
-		if st, err := c.Wait(ctx); err != nil || st.Code != 0 {
-			b.Fatal(st, err)
-		}
-		durs = append(durs, time.Since(t0))
-	}
-	b.StopTimer()
-	reportMedian(b, durs)
+	reportMedian(b, timeRuns(b, func(int) { startAndWait(b, cfg) }))
 }
 
 // The layer store's snapshot mounts are performed inside the container's

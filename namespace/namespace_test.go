@@ -777,43 +777,56 @@ func TestHostBinaryProtected(t *testing.T) {
 }
 
 func BenchmarkStartTrue(b *testing.B) {
-	root := rootfs(b)
-	cfg := &Config{RootDir: root, Process: ProcessConfig{Args: []string{"/bin/true"}}}
+	cfg := &Config{RootDir: rootfs(b), Process: ProcessConfig{Args: []string{"/bin/true"}}}
+	reportCPU := measureCPU(b)
+	reportMedian(b, timeRuns(b, func(int) { startAndWait(b, cfg) }))
+	reportCPU()
+}
+
+// startAndWait starts a container and waits for it to exit 0.
+func startAndWait(b *testing.B, cfg *Config) {
 	ctx := context.Background()
+	c, err := Start(ctx, cfg, Stdio{}, StartOptions{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if st, err := c.Wait(ctx); err != nil || st.Code != 0 {
+		b.Fatal(st, err)
+	}
+}
+
+// timeRuns resets the timer, calls run b.N times, stops the timer and
+// returns how long each call took.
+func timeRuns(b *testing.B, run func(i int)) []time.Duration {
 	durs := make([]time.Duration, 0, b.N)
-	var self0, kids0 unix.Rusage
-	_ = unix.Getrusage(unix.RUSAGE_SELF, &self0)
-	_ = unix.Getrusage(unix.RUSAGE_CHILDREN, &kids0)
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		t0 := time.Now()
-		c, err := Start(ctx, cfg, Stdio{}, StartOptions{})
-		if err != nil {
-			b.Fatal(err)
-		}
-		st, err := c.Wait(ctx)
-		if err != nil || st.Code != 0 {
-			b.Fatal(st, err)
-		}
+		run(i)
 		durs = append(durs, time.Since(t0))
 	}
 	b.StopTimer()
-	reportMedian(b, durs)
-	reportCPU(b, &self0, &kids0)
+	return durs
 }
 
-// reportCPU reports the CPU time used per operation by this process and by
-// its children (the supervisors and, through them, the containers'
-// processes): a figure that a loaded machine distorts less than wall time.
-func reportCPU(b *testing.B, self0, kids0 *unix.Rusage) {
-	var self1, kids1 unix.Rusage
-	_ = unix.Getrusage(unix.RUSAGE_SELF, &self1)
-	_ = unix.Getrusage(unix.RUSAGE_CHILDREN, &kids1)
-	tv := func(t unix.Timeval) float64 { return float64(t.Sec)*1e3 + float64(t.Usec)/1e3 }
-	cpu := func(r *unix.Rusage) float64 { return tv(r.Utime) + tv(r.Stime) }
-	n := float64(b.N)
-	b.ReportMetric((cpu(&self1)-cpu(self0))/n, "owner-cpu-ms/op")
-	b.ReportMetric((cpu(&kids1)-cpu(kids0))/n, "container-cpu-ms/op")
+// measureCPU returns a function that reports the CPU time used per
+// operation since this call by this process and by its children (the
+// supervisors and, through them, the containers' processes): a figure
+// that a loaded machine distorts less than wall time.
+func measureCPU(b *testing.B) (report func()) {
+	var self0, kids0 unix.Rusage
+	_ = unix.Getrusage(unix.RUSAGE_SELF, &self0)
+	_ = unix.Getrusage(unix.RUSAGE_CHILDREN, &kids0)
+	return func() {
+		var self1, kids1 unix.Rusage
+		_ = unix.Getrusage(unix.RUSAGE_SELF, &self1)
+		_ = unix.Getrusage(unix.RUSAGE_CHILDREN, &kids1)
+		tv := func(t unix.Timeval) float64 { return float64(t.Sec)*1e3 + float64(t.Usec)/1e3 }
+		cpu := func(r *unix.Rusage) float64 { return tv(r.Utime) + tv(r.Stime) }
+		n := float64(b.N)
+		b.ReportMetric((cpu(&self1)-cpu(&self0))/n, "owner-cpu-ms/op")
+		b.ReportMetric((cpu(&kids1)-cpu(&kids0))/n, "container-cpu-ms/op")
+	}
 }
 
 // runcBundle makes a runc bundle running /bin/true from a busybox rootfs
@@ -856,19 +869,9 @@ func runcBundle(b *testing.B) func(i int) {
 // BenchmarkRuncTrue is the same job done by Debian's runc, for a ratio.
 func BenchmarkRuncTrue(b *testing.B) {
 	runRunc := runcBundle(b)
-	durs := make([]time.Duration, 0, b.N)
-	var self0, kids0 unix.Rusage
-	_ = unix.Getrusage(unix.RUSAGE_SELF, &self0)
-	_ = unix.Getrusage(unix.RUSAGE_CHILDREN, &kids0)
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		t0 := time.Now()
-		runRunc(i)
-		durs = append(durs, time.Since(t0))
-	}
-	b.StopTimer()
-	reportMedian(b, durs)
-	reportCPU(b, &self0, &kids0)
+	reportCPU := measureCPU(b)
+	reportMedian(b, timeRuns(b, runRunc))
+	reportCPU()
 }
 
 // BenchmarkStartTrueVsRunc alternates a berth start and a runc run of
@@ -877,18 +880,11 @@ func BenchmarkRuncTrue(b *testing.B) {
 func BenchmarkStartTrueVsRunc(b *testing.B) {
 	runRunc := runcBundle(b)
 	cfg := &Config{RootDir: rootfs(b), Process: ProcessConfig{Args: []string{"/bin/true"}}}
-	ctx := context.Background()
 	var ours, theirs []time.Duration
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		t0 := time.Now()
-		c, err := Start(ctx, cfg, Stdio{}, StartOptions{})
-		if err != nil {
-			b.Fatal(err)
-		}
-		if st, err := c.Wait(ctx); err != nil || st.Code != 0 {
-			b.Fatal(st, err)
-		}
+		startAndWait(b, cfg)
 		ours = append(ours, time.Since(t0))
 		t0 = time.Now()
 		runRunc(i)
