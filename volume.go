@@ -34,12 +34,11 @@ type Volume struct {
 // that its root can write there, as under Docker's userns-remap; a volume
 // that exists keeps its owner.
 func (rt *Runtime) volumeDir(ctx context.Context, name string, uid, gid int) (string, error) {
-	_, statErr := os.Stat(filepath.Join(rt.cfg.Root, "volumes", name, "_data"))
-	v, err := rt.CreateVolume(ctx, name)
+	v, created, err := rt.createVolume(name)
 	if err != nil {
 		return "", err
 	}
-	if errors.Is(statErr, fs.ErrNotExist) && uid >= 0 && gid >= 0 {
+	if created && uid >= 0 && gid >= 0 {
 		if err := os.Chown(v.Mountpoint, uid, gid); err != nil {
 			return "", fmt.Errorf("volume %s: %w", name, err)
 		}
@@ -49,14 +48,24 @@ func (rt *Runtime) volumeDir(ctx context.Context, name string, uid, gid int) (st
 
 // CreateVolume creates the volume name, or returns it when it exists.
 func (rt *Runtime) CreateVolume(ctx context.Context, name string) (*Volume, error) {
+	v, _, err := rt.createVolume(name)
+	return v, err
+}
+
+// createVolume is CreateVolume, saying whether it made the volume.
+func (rt *Runtime) createVolume(name string) (*Volume, bool, error) {
 	if err := validVolumeName(name); err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	dir := filepath.Join(rt.cfg.Root, "volumes", name, "_data")
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, fmt.Errorf("create volume %s: %w", name, err)
+	if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
+		return nil, false, fmt.Errorf("create volume %s: %w", name, err)
 	}
-	return &Volume{Name: name, Mountpoint: dir}, nil
+	err := os.Mkdir(dir, 0o755)
+	if err != nil && !errors.Is(err, fs.ErrExist) {
+		return nil, false, fmt.Errorf("create volume %s: %w", name, err)
+	}
+	return &Volume{Name: name, Mountpoint: dir}, err == nil, nil
 }
 
 // Volumes lists the named volumes.
