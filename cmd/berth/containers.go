@@ -237,12 +237,8 @@ func (f *runFlags) config(ctx context.Context, rt *berth.Runtime, args []string)
 			fmt.Fprintln(os.Stderr, "WARNING: Your kernel does not support memory swappiness capabilities or the cgroup is not mounted. Memory swappiness discarded.")
 		}
 	}
-	for _, v := range f.weightDevices {
-		wd, err := parseWeightDevice(v)
-		if err != nil {
-			return cfg, err
-		}
-		r.BlkioWeightDevice = append(r.BlkioWeightDevice, wd)
+	if r.BlkioWeightDevice, err = appendParsed(r.BlkioWeightDevice, f.weightDevices, parseWeightDevice); err != nil {
+		return cfg, err
 	}
 	for _, d := range f.devices {
 		parts := strings.Split(d, ":")
@@ -281,42 +277,48 @@ func (f *runFlags) config(ctx context.Context, rt *berth.Runtime, args []string)
 // weight's range is checked with the other limits.
 func parseWeightDevice(v string) (cgroup.WeightDevice, error) {
 	const flag = "--blkio-weight-device"
-	i := strings.LastIndex(v, ":")
-	if i <= 0 {
-		return cgroup.WeightDevice{}, fmt.Errorf("%s %q: want DEVICE:WEIGHT: %w", flag, v, berth.ErrInvalid)
+	major, minor, weight, err := blockDeviceArg(flag, v, "WEIGHT")
+	if err != nil {
+		return cgroup.WeightDevice{}, err
 	}
-	var st unix.Stat_t
-	if err := unix.Stat(v[:i], &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFBLK {
-		return cgroup.WeightDevice{}, fmt.Errorf("%s %q: %s is not a block device: %w", flag, v, v[:i], berth.ErrInvalid)
-	}
-	w, err := strconv.ParseUint(v[i+1:], 10, 16)
+	w, err := strconv.ParseUint(weight, 10, 16)
 	if err != nil {
 		return cgroup.WeightDevice{}, fmt.Errorf("%s %q: invalid weight for device, want 10 to 1000: %w", flag, v, berth.ErrInvalid)
 	}
-	return cgroup.WeightDevice{Major: int64(unix.Major(uint64(st.Rdev))), Minor: int64(unix.Minor(uint64(st.Rdev))), Weight: uint16(w)}, nil
+	return cgroup.WeightDevice{Major: major, Minor: minor, Weight: uint16(w)}, nil
 }
 
 // parseThrottle reads DEVICE:RATE for the blkio throttle flags.
 func parseThrottle(flag, v string, size bool) (cgroup.ThrottleDevice, error) {
-	i := strings.LastIndex(v, ":")
-	if i <= 0 {
-		return cgroup.ThrottleDevice{}, fmt.Errorf("%s %q: want DEVICE:RATE: %w", flag, v, berth.ErrInvalid)
-	}
-	var st unix.Stat_t
-	if err := unix.Stat(v[:i], &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFBLK {
-		return cgroup.ThrottleDevice{}, fmt.Errorf("%s %q: %s is not a block device: %w", flag, v, v[:i], berth.ErrInvalid)
+	major, minor, r, err := blockDeviceArg(flag, v, "RATE")
+	if err != nil {
+		return cgroup.ThrottleDevice{}, err
 	}
 	var rate int64
-	var err error
 	if size {
-		rate, err = parseBytes(flag, strings.TrimSuffix(strings.ToLower(v[i+1:]), "b"))
+		rate, err = parseBytes(flag, strings.TrimSuffix(strings.ToLower(r), "b"))
 	} else {
-		rate, err = strconv.ParseInt(v[i+1:], 10, 64)
+		rate, err = strconv.ParseInt(r, 10, 64)
 	}
 	if err != nil || rate <= 0 {
 		return cgroup.ThrottleDevice{}, fmt.Errorf("%s %q: bad rate: %w", flag, v, berth.ErrInvalid)
 	}
-	return cgroup.ThrottleDevice{Major: int64(unix.Major(uint64(st.Rdev))), Minor: int64(unix.Minor(uint64(st.Rdev))), Rate: uint64(rate)}, nil
+	return cgroup.ThrottleDevice{Major: major, Minor: minor, Rate: uint64(rate)}, nil
+}
+
+// blockDeviceArg splits flag's DEVICE:VALUE at the last colon and gives the
+// device's numbers, DEVICE having to be a block device; what names VALUE
+// in the error.
+func blockDeviceArg(flag, v, what string) (major, minor int64, value string, err error) {
+	i := strings.LastIndex(v, ":")
+	if i <= 0 {
+		return 0, 0, "", fmt.Errorf("%s %q: want DEVICE:%s: %w", flag, v, what, berth.ErrInvalid)
+	}
+	var st unix.Stat_t
+	if err := unix.Stat(v[:i], &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFBLK {
+		return 0, 0, "", fmt.Errorf("%s %q: %s is not a block device: %w", flag, v, v[:i], berth.ErrInvalid)
+	}
+	return int64(unix.Major(uint64(st.Rdev))), int64(unix.Minor(uint64(st.Rdev))), v[i+1:], nil
 }
 
 func readEnvFile(path string) ([]string, error) {
