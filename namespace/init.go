@@ -103,7 +103,7 @@ func runInit() {
 	}
 	c.wire = true // the owner is this binary: see conn.wire
 	s.owner = c
-	m, files, err := c.recvSized()
+	m, files, err := c.recv()
 	if err != nil || m.Op != "init" || m.Config == nil || m.Host == nil {
 		s.fail("receive config", fmt.Errorf("bad init message: %v", err))
 	}
@@ -568,7 +568,7 @@ func (sv *supervisor) serveConn(c *conn, owner bool) {
 		bound = sv.main
 	}
 	for {
-		m, files, err := c.recvSized()
+		m, files, err := c.recv()
 		if errors.Is(err, errBadMessage) {
 			continue // one bad packet; the connection is still good
 		}

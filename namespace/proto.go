@@ -114,13 +114,14 @@ type cgroupMount struct {
 	Options string `json:"options"`
 }
 
-// A message is sent inline, in one packet, up to maxInline bytes. A bigger
-// one (a config with a large environment) goes in a memfd attached as the
-// last fd of an "indirect" packet, up to maxMessage bytes: the kernel caps
-// a packet at about the socket's send buffer (208 KiB by default), far
-// below what execve accepts (ARG_MAX, 2 MiB and more).
+// A message is sent inline, in one packet, up to maxInline bytes (the
+// size of a conn's receive buffer, so a packet is read in one recvmsg). A
+// bigger one (a config with a large environment) goes in a memfd attached
+// as the last fd of an "indirect" packet, up to maxMessage bytes: the
+// kernel caps a packet at about the socket's send buffer (208 KiB by
+// default), far below what execve accepts (ARG_MAX, 2 MiB and more).
 const (
-	maxInline  = 64 << 10
+	maxInline  = 16 << 10
 	maxMessage = 64 << 20
 )
 
@@ -158,7 +159,7 @@ func connFromFile(f *os.File) (*conn, error) {
 		nf.Close()
 		return nil, err
 	}
-	return &conn{f: nf, rc: rc, buf: make([]byte, 16<<10), oob: make([]byte, unix.CmsgSpace(8*4))}, nil
+	return &conn{f: nf, rc: rc, buf: make([]byte, maxInline), oob: make([]byte, unix.CmsgSpace(8*4))}, nil
 }
 
 // pollable returns a non-blocking duplicate of f's fd, which os registers
@@ -299,30 +300,6 @@ func (c *conn) send(m any, files ...*os.File) error {
 
 // recv reads one message and the files attached to it. It returns io.EOF
 // when the other end is closed.
-// recvSized is recv for a message of any size up to maxMessage: it peeks at
-// the size first, so that the buffer is no bigger than the message.
-func (c *conn) recvSized() (*message, []*os.File, error) {
-	var n int
-	var rerr error
-	var one [1]byte
-	err := c.rc.Read(func(fd uintptr) bool {
-		n, _, _, _, rerr = unix.Recvmsg(int(fd), one[:], nil, unix.MSG_PEEK|unix.MSG_TRUNC)
-		return rerr != unix.EAGAIN
-	})
-	if err == nil {
-		err = rerr
-	}
-	if err != nil {
-		return nil, nil, err
-	}
-	if n > len(c.buf) && n <= maxInline {
-		old := c.buf
-		c.buf = make([]byte, n)
-		defer func() { c.buf = old }()
-	}
-	return c.recv()
-}
-
 func (c *conn) recv() (*message, []*os.File, error) {
 	var n, oobn, flags int
 	var rerr error
