@@ -17,6 +17,7 @@ import (
 	"github.com/opencontainers/go-digest"
 
 	"github.com/berthrt/berth/errdefs"
+	"github.com/berthrt/berth/internal/fsutil"
 	"github.com/berthrt/berth/mount"
 )
 
@@ -148,18 +149,11 @@ func snapOwner(key string) string { return "snapshot/" + key }
 // createSnapshot makes <root>/snapshots/<key> atomically: fill is called
 // on a temporary directory that is then renamed into place.
 func (s *Store) createSnapshot(ctx context.Context, key string, parent digest.Digest, kind string, fill func(dir string, chain []Layer) (string, error)) error {
-	if err := validKey(key); err != nil {
-		return err
-	}
-	lease, err := s.Lease(ctx)
+	lease, lk, err := s.lockSnapshot(ctx, key)
 	if err != nil {
 		return err
 	}
 	defer lease.Release()
-	lk, err := lockFile(ctx, s.path("locks", "snap-"+key+".lock"), true)
-	if err != nil {
-		return err
-	}
 	defer lk.Unlock()
 	if _, err := os.Lstat(s.snapDir(key)); err == nil {
 		return fmt.Errorf("prepare snapshot %s: %w", key, errdefs.ErrAlreadyExists)
@@ -197,19 +191,30 @@ func (s *Store) createSnapshot(ctx context.Context, key string, parent digest.Di
 	return nil
 }
 
-func (s *Store) removeSnapshot(ctx context.Context, key string) error {
+// lockSnapshot checks key, then takes a lease (GC stays away) and key's
+// exclusive lock.
+func (s *Store) lockSnapshot(ctx context.Context, key string) (*Lease, *fsutil.Lock, error) {
 	if err := validKey(key); err != nil {
-		return err
+		return nil, nil, err
 	}
 	lease, err := s.Lease(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	lk, err := lockFile(ctx, s.path("locks", "snap-"+key+".lock"), true)
+	if err != nil {
+		lease.Release()
+		return nil, nil, err
+	}
+	return lease, lk, nil
+}
+
+func (s *Store) removeSnapshot(ctx context.Context, key string) error {
+	lease, lk, err := s.lockSnapshot(ctx, key)
 	if err != nil {
 		return err
 	}
 	defer lease.Release()
-	lk, err := lockFile(ctx, s.path("locks", "snap-"+key+".lock"), true)
-	if err != nil {
-		return err
-	}
 	defer lk.UnlockRemove()
 	if _, err := os.Lstat(s.snapDir(key)); err != nil {
 		return fmt.Errorf("remove snapshot %s: %w", key, errdefs.ErrNotFound)
