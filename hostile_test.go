@@ -375,6 +375,21 @@ func procStatusKB(t testing.TB, field string) int64 {
 // maxBombRSS bounds the peak memory growth of one bomb case.
 const maxBombRSS = 128 << 20
 
+// runBoundingRSS runs fn; for a bomb case it also fails the test when the
+// process's peak resident set grows by more than maxBombRSS.
+func runBoundingRSS(t testing.TB, bomb bool, fn func()) {
+	t.Helper()
+	if !bomb {
+		fn()
+		return
+	}
+	grew := peakRSSGrowth(t, fn)
+	t.Logf("peak RSS growth %d MiB", grew>>20)
+	if grew > maxBombRSS {
+		t.Errorf("peak RSS grew by %d MiB", grew>>20)
+	}
+}
+
 // gzipBomb is a gzip layer whose tar holds one file of 16 GiB of zeros
 // (of which 256 MiB are in the stream, 256 KiB compressed); the declared size crosses MaxBytes at once.
 func gzipBomb(t testing.TB) []byte {
@@ -793,15 +808,7 @@ func TestHostileImagesPull(t *testing.T) {
 			var err error
 			start := time.Now()
 			pull := func() { img, err = rt.Pull(ctx, ref, berth.PullOptions{}) }
-			if c.bomb {
-				grew := peakRSSGrowth(t, pull)
-				t.Logf("peak RSS growth %d MiB", grew>>20)
-				if grew > maxBombRSS {
-					t.Errorf("peak RSS grew by %d MiB", grew>>20)
-				}
-			} else {
-				pull()
-			}
+			runBoundingRSS(t, c.bomb, pull)
 			t.Logf("pull: %v after %v", err, time.Since(start).Round(time.Millisecond))
 			if c.want != nil {
 				if !errors.Is(err, c.want) {
@@ -1065,15 +1072,7 @@ func TestHostileImagesLoad(t *testing.T) {
 			var imgs []*berth.Image
 			var err error
 			load := func() { imgs, err = rt.Load(ctx, bytes.NewReader(data)) }
-			if c.bomb {
-				grew := peakRSSGrowth(t, load)
-				t.Logf("peak RSS growth %d MiB", grew>>20)
-				if grew > maxBombRSS {
-					t.Errorf("peak RSS grew by %d MiB", grew>>20)
-				}
-			} else {
-				load()
-			}
+			runBoundingRSS(t, c.bomb, load)
 			t.Logf("load: %v", err)
 			after, _ := rt.Images(ctx)
 			if c.want != nil {
