@@ -141,14 +141,9 @@ func (f *runFlags) config(ctx context.Context, rt *berth.Runtime, args []string)
 		cfg.Env = append(cfg.Env, env...)
 	}
 	for _, e := range f.env {
-		if !strings.Contains(e, "=") {
-			if v, ok := os.LookupEnv(e); ok {
-				e += "=" + v
-			} else {
-				continue
-			}
+		if e, ok := envEntry(e); ok {
+			cfg.Env = append(cfg.Env, e)
 		}
-		cfg.Env = append(cfg.Env, e)
 	}
 	if len(f.labels) > 0 {
 		cfg.Labels = map[string]string{}
@@ -334,16 +329,22 @@ func readEnvFile(path string) ([]string, error) {
 		if l == "" || strings.HasPrefix(l, "#") {
 			continue
 		}
-		if !strings.Contains(l, "=") {
-			v, ok := os.LookupEnv(l)
-			if !ok {
-				continue
-			}
-			l += "=" + v
+		if l, ok := envEntry(l); ok {
+			out = append(out, l)
 		}
-		out = append(out, l)
 	}
 	return out, sc.Err()
+}
+
+// envEntry gives KEY=VALUE as it is and completes a bare KEY from this
+// process's environment, as docker's -e and --env-file do; false for an
+// unset KEY, which is left out.
+func envEntry(e string) (string, bool) {
+	if strings.Contains(e, "=") {
+		return e, true
+	}
+	v, ok := os.LookupEnv(e)
+	return e + "=" + v, ok
 }
 
 func parseVolume(v string) (berth.Mount, error) {
