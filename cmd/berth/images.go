@@ -5,6 +5,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -149,7 +150,7 @@ func loginCommand(g *globalFlags) *cobra.Command {
 				if err != nil {
 					return err
 				}
-				pass = trimNewline(string(b))
+				pass = strings.TrimRight(string(b), "\r\n")
 			}
 			rt, err := g.runtime()
 			if err != nil {
@@ -278,13 +279,6 @@ func humanSize(n int64) string {
 		exp++
 	}
 	return fmt.Sprintf("%.3g%cB", float64(n)/float64(div), "kMGTPE"[exp])
-}
-
-func trimNewline(s string) string {
-	for len(s) > 0 && (s[len(s)-1] == '\n' || s[len(s)-1] == '\r') {
-		s = s[:len(s)-1]
-	}
-	return s
 }
 
 // writeOutput runs fn on the file out (created), or on stdout when out is
