@@ -202,20 +202,11 @@ func (f *runFlags) config(ctx context.Context, rt *berth.Runtime, args []string)
 		return cfg, err
 	}
 	r := &cfg.Resources
-	if r.Memory, err = parseBytes("--memory", f.memory); err != nil {
+	// A new container starts from no limits: every flag applies, an unset
+	// one as its zero value.
+	if err := f.resources(r, func(string) bool { return true }); err != nil {
 		return cfg, err
 	}
-	if r.MemoryReservation, err = parseBytes("--memory-reservation", f.memoryReservation); err != nil {
-		return cfg, err
-	}
-	if f.memorySwap == "-1" {
-		r.MemorySwap = -1
-	} else if r.MemorySwap, err = parseBytes("--memory-swap", f.memorySwap); err != nil {
-		return cfg, err
-	}
-	r.NanoCPUs = int64(f.cpus * 1e9)
-	r.CPUShares, r.CPUPeriod, r.CPUQuota = f.cpuShares, f.cpuPeriod, f.cpuQuota
-	r.CpusetCpus, r.CpusetMems, r.PidsLimit, r.BlkioWeight = f.cpusetCpus, f.cpusetMems, f.pidsLimit, f.blkioWeight
 	if f.swappiness != -1 {
 		r.MemorySwappiness = new(f.swappiness)
 	}
@@ -927,42 +918,8 @@ func updateCommand(g *globalFlags) *cobra.Command {
 				return err
 			}
 			r := info.Config.Resources
-			fl := cmd.Flags()
-			set := func(name string, fn func() error) error {
-				if fl.Changed(name) {
-					return fn()
-				}
-				return nil
-			}
-			for _, x := range []struct {
-				name string
-				fn   func() error
-			}{
-				{"memory", func() (err error) { r.Memory, err = parseBytes("--memory", f.memory); return }},
-				{"memory-reservation", func() (err error) {
-					r.MemoryReservation, err = parseBytes("--memory-reservation", f.memoryReservation)
-					return
-				}},
-				{"memory-swap", func() (err error) {
-					if f.memorySwap == "-1" {
-						r.MemorySwap = -1
-						return nil
-					}
-					r.MemorySwap, err = parseBytes("--memory-swap", f.memorySwap)
-					return
-				}},
-				{"cpus", func() error { r.NanoCPUs = int64(f.cpus * 1e9); return nil }},
-				{"cpu-shares", func() error { r.CPUShares = f.cpuShares; return nil }},
-				{"cpu-period", func() error { r.CPUPeriod = f.cpuPeriod; return nil }},
-				{"cpu-quota", func() error { r.CPUQuota = f.cpuQuota; return nil }},
-				{"cpuset-cpus", func() error { r.CpusetCpus = f.cpusetCpus; return nil }},
-				{"cpuset-mems", func() error { r.CpusetMems = f.cpusetMems; return nil }},
-				{"pids-limit", func() error { r.PidsLimit = f.pidsLimit; return nil }},
-				{"blkio-weight", func() error { r.BlkioWeight = f.blkioWeight; return nil }},
-			} {
-				if err := set(x.name, x.fn); err != nil {
-					return err
-				}
+			if err := f.resources(&r, cmd.Flags().Changed); err != nil {
+				return err
 			}
 			return c.Update(cmd.Context(), r)
 		}),
@@ -980,6 +937,44 @@ func updateCommand(g *globalFlags) *cobra.Command {
 	fs.Int64Var(&f.pidsLimit, "pids-limit", 0, "max number of processes")
 	fs.Uint16Var(&f.blkioWeight, "blkio-weight", 0, "block io weight 10-1000")
 	return cmd
+}
+
+// resources sets the limits of r that run, create and update share; each
+// only when given reports its flag (by name) as set.
+func (f *runFlags) resources(r *berth.Resources, given func(flag string) bool) error {
+	for _, x := range []struct {
+		flag string
+		set  func() error
+	}{
+		{"memory", func() (err error) { r.Memory, err = parseBytes("--memory", f.memory); return }},
+		{"memory-reservation", func() (err error) {
+			r.MemoryReservation, err = parseBytes("--memory-reservation", f.memoryReservation)
+			return
+		}},
+		{"memory-swap", func() (err error) {
+			if f.memorySwap == "-1" {
+				r.MemorySwap = -1
+				return nil
+			}
+			r.MemorySwap, err = parseBytes("--memory-swap", f.memorySwap)
+			return
+		}},
+		{"cpus", func() error { r.NanoCPUs = int64(f.cpus * 1e9); return nil }},
+		{"cpu-shares", func() error { r.CPUShares = f.cpuShares; return nil }},
+		{"cpu-period", func() error { r.CPUPeriod = f.cpuPeriod; return nil }},
+		{"cpu-quota", func() error { r.CPUQuota = f.cpuQuota; return nil }},
+		{"cpuset-cpus", func() error { r.CpusetCpus = f.cpusetCpus; return nil }},
+		{"cpuset-mems", func() error { r.CpusetMems = f.cpusetMems; return nil }},
+		{"pids-limit", func() error { r.PidsLimit = f.pidsLimit; return nil }},
+		{"blkio-weight", func() error { r.BlkioWeight = f.blkioWeight; return nil }},
+	} {
+		if given(x.flag) {
+			if err := x.set(); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // appendParsed parses every flag value with parse and appends the results.
