@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -11,7 +10,6 @@ import (
 	"os"
 	"strconv"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"github.com/berthrt/berth"
@@ -689,8 +687,7 @@ func psCommand(g *globalFlags) *cobra.Command {
 				}
 				return nil
 			}
-			tw := tabwriter.NewWriter(os.Stdout, 0, 4, 3, ' ', 0)
-			fmt.Fprintln(tw, "CONTAINER ID\tIMAGE\tCOMMAND\tCREATED\tSTATUS\tNAMES")
+			tw := newTable("CONTAINER ID\tIMAGE\tCOMMAND\tCREATED\tSTATUS\tNAMES")
 			for _, c := range cs {
 				info, err := c.Inspect(cmd.Context())
 				if err != nil {
@@ -800,9 +797,7 @@ func inspectCommand(g *globalFlags) *cobra.Command {
 				}
 				out = append(out, map[string]any{"Id": img.ID(), "RepoTags": []string{img.Name}, "RepoDigests": []string{img.Digest.String()}, "Config": img.Config.Config, "Os": img.Config.OS, "Architecture": img.Config.Architecture, "Size": img.Size})
 			}
-			enc := json.NewEncoder(os.Stdout)
-			enc.SetIndent("", "    ")
-			return enc.Encode(out)
+			return printJSON(out)
 		}),
 	}
 }
@@ -817,8 +812,7 @@ func topCommand(g *globalFlags) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			tw := tabwriter.NewWriter(os.Stdout, 0, 4, 3, ' ', 0)
-			fmt.Fprintln(tw, "PID\tCMD")
+			tw := newTable("PID\tCMD")
 			for _, p := range pids {
 				b, _ := os.ReadFile("/proc/" + strconv.Itoa(p) + "/cmdline")
 				fmt.Fprintf(tw, "%d\t%s\n", p, strings.TrimSpace(strings.ReplaceAll(string(b), "\x00", " ")))
@@ -854,8 +848,7 @@ func statsCommand(g *globalFlags) *cobra.Command {
 		Args:  cobra.MinimumNArgs(1),
 		RunE: g.withRuntime(func(cmd *cobra.Command, rt *berth.Runtime, args []string) error {
 			for {
-				tw := tabwriter.NewWriter(os.Stdout, 0, 4, 3, ' ', 0)
-				fmt.Fprintln(tw, "CONTAINER\tMEM USAGE / LIMIT\tCPU TOTAL\tPIDS")
+				tw := newTable("CONTAINER\tMEM USAGE / LIMIT\tCPU TOTAL\tPIDS")
 				for _, a := range args {
 					c, err := rt.Container(cmd.Context(), a)
 					if err != nil {

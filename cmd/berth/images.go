@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -77,8 +78,7 @@ func imagesCommand(g *globalFlags) *cobra.Command {
 				}
 				return nil
 			}
-			tw := tabwriter.NewWriter(os.Stdout, 0, 4, 3, ' ', 0)
-			fmt.Fprintln(tw, "REPOSITORY:TAG\tIMAGE ID\tCREATED\tSIZE")
+			tw := newTable("REPOSITORY:TAG\tIMAGE ID\tCREATED\tSIZE")
 			for _, i := range imgs {
 				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", i.Name, i.ID().Encoded()[:12],
 					i.Created.Local().Format(time.DateTime), humanSize(i.Size))
@@ -279,6 +279,21 @@ func humanSize(n int64) string {
 		exp++
 	}
 	return fmt.Sprintf("%.3g%cB", float64(n)/float64(div), "kMGTPE"[exp])
+}
+
+// newTable starts a column-aligned listing on stdout with its header line;
+// Flush prints it.
+func newTable(header string) *tabwriter.Writer {
+	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 3, ' ', 0)
+	fmt.Fprintln(tw, header)
+	return tw
+}
+
+// printJSON writes v to stdout as indented JSON, as inspect prints.
+func printJSON(v any) error {
+	enc := json.NewEncoder(os.Stdout)
+	enc.SetIndent("", "    ")
+	return enc.Encode(v)
 }
 
 // writeOutput runs fn on the file out (created), or on stdout when out is

@@ -3,9 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
-	"os"
 	"strings"
-	"text/tabwriter"
 
 	"github.com/berthrt/berth"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
@@ -39,8 +37,7 @@ func networkCommand(g *globalFlags) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			tw := tabwriter.NewWriter(os.Stdout, 0, 4, 3, ' ', 0)
-			fmt.Fprintln(tw, "NAME\tBRIDGE\tSUBNET\tGATEWAY")
+			tw := newTable("NAME\tBRIDGE\tSUBNET\tGATEWAY")
 			for _, n := range ns {
 				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", n.Name, n.Bridge, n.Subnet, n.Gateway)
 			}
@@ -74,9 +71,7 @@ func networkCommand(g *globalFlags) *cobra.Command {
 				}
 				out = append(out, n)
 			}
-			enc := json.NewEncoder(os.Stdout)
-			enc.SetIndent("", "    ")
-			return enc.Encode(out)
+			return printJSON(out)
 		}),
 	}
 	var aliases []string
