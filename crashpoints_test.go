@@ -19,7 +19,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"math"
 	"os"
@@ -639,16 +638,7 @@ func cpLeftovers(t *testing.T, root, parent string, veths, bridges []string) []s
 		}
 	}
 	if len(idx) > 0 {
-		// Other tests change links at the same time: a dump the kernel
-		// interrupted is asked again.
-		links, err := netlink.LinkList()
-		for i := 0; errors.Is(err, netlink.ErrDumpInterrupted) && i < 50; i++ {
-			links, err = netlink.LinkList()
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, l := range links {
+		for _, l := range linkList(t) {
 			if slices.Contains(idx, l.Attrs().MasterIndex) {
 				out = append(out, "link on a bridge: "+l.Attrs().Name)
 			}

@@ -583,18 +583,25 @@ func leakCgroups(parent string) map[string]int {
 // leakLinks counts the network links by "type name".
 func leakLinks(t *testing.T) map[string]int {
 	t.Helper()
+	out := map[string]int{}
+	for _, l := range linkList(t) {
+		out[l.Type()+" "+l.Attrs().Name]++
+	}
+	return out
+}
+
+// linkList lists the network links. Other tests change links at the same
+// time: a dump the kernel interrupted is asked again.
+func linkList(t *testing.T) []netlink.Link {
+	t.Helper()
 	links, err := netlink.LinkList()
 	for i := 0; errors.Is(err, netlink.ErrDumpInterrupted) && i < 50; i++ {
-		links, err = netlink.LinkList() // the kernel interrupted the dump: ask again
+		links, err = netlink.LinkList()
 	}
 	if err != nil {
 		t.Fatal(err)
 	}
-	out := map[string]int{}
-	for _, l := range links {
-		out[l.Type()+" "+l.Attrs().Name]++
-	}
-	return out
+	return links
 }
 
 // leakRules counts the rules of berth's nftables table by "chain
