@@ -62,14 +62,6 @@ type BlobReader struct {
 // resumption and verification. Errors wrap errdefs.ErrNotFound when the
 // registry has no such blob, ErrInvalid for an offset past the end.
 func (c *Client) OpenBlob(ctx context.Context, ref Reference, desc ocispec.Descriptor, offset int64) (io.ReadCloser, error) {
-	r, err := c.openBlob(ctx, ref, desc, offset)
-	if err != nil {
-		return nil, err
-	}
-	return r, nil
-}
-
-func (c *Client) openBlob(ctx context.Context, ref Reference, desc ocispec.Descriptor, offset int64) (*BlobReader, error) {
 	if err := desc.Digest.Validate(); err != nil {
 		return nil, fmt.Errorf("open blob %q of %s: %v: %w", desc.Digest, ref.Name(), err, errdefs.ErrInvalid)
 	}
@@ -164,10 +156,7 @@ func (r *BlobReader) open() error {
 
 type countingReader struct{ r *BlobReader }
 
-func (c countingReader) Read(p []byte) (int, error) {
-	n, err := c.r.readBody(p)
-	return n, err
-}
+func (c countingReader) Read(p []byte) (int, error) { return c.r.readBody(p) }
 
 func (r *BlobReader) countingBody() io.Reader { return countingReader{r} }
 
