@@ -92,6 +92,20 @@ func toolboxImage(t *testing.T, rt *berth.Runtime) *berth.Image {
 	return img
 }
 
+// startContainer creates a container from cfg and starts it.
+func startContainer(t *testing.T, rt *berth.Runtime, cfg berth.ContainerConfig) *berth.Container {
+	t.Helper()
+	ctx := context.Background()
+	c, err := rt.Create(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
 func run(t *testing.T, rt *berth.Runtime, cfg berth.ContainerConfig) (string, berth.State, error) {
 	t.Helper()
 	var out bytes.Buffer
@@ -213,13 +227,7 @@ func TestExecStopAndLogs(t *testing.T) {
 	img := toolboxImage(t, rt)
 	ctx := context.Background()
 	ready := newLineWaiter("ready")
-	c, err := rt.Create(ctx, berth.ContainerConfig{Image: img, Cmd: []string{"ignore-term"}, NetworkMode: "none", Stdout: ready})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := c.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
+	c := startContainer(t, rt, berth.ContainerConfig{Image: img, Cmd: []string{"ignore-term"}, NetworkMode: "none", Stdout: ready})
 	ready.wait(t)
 	var out bytes.Buffer
 	p, err := c.Exec(ctx, berth.ExecConfig{Cmd: []string{"echo", "from exec"}, Stdout: &out})
@@ -265,13 +273,7 @@ func TestLogsKeepOutput(t *testing.T) {
 	rt := newRuntime(t)
 	img := toolboxImage(t, rt)
 	ctx := context.Background()
-	c, err := rt.Create(ctx, berth.ContainerConfig{Image: img, Cmd: []string{"echo", "logged"}, NetworkMode: "none"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := c.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
+	c := startContainer(t, rt, berth.ContainerConfig{Image: img, Cmd: []string{"echo", "logged"}, NetworkMode: "none"})
 	if _, err := c.Wait(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -290,13 +292,7 @@ func TestSignalGives128PlusN(t *testing.T) {
 	rt := newRuntime(t)
 	img := toolboxImage(t, rt)
 	ctx := context.Background()
-	c, err := rt.Create(ctx, berth.ContainerConfig{Image: img, Cmd: []string{"sleep", "30"}, NetworkMode: "none"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := c.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
+	c := startContainer(t, rt, berth.ContainerConfig{Image: img, Cmd: []string{"sleep", "30"}, NetworkMode: "none"})
 	if err := c.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
@@ -330,14 +326,8 @@ func TestBridgeNetworkByName(t *testing.T) {
 			t.Errorf("remove network: %v", err)
 		}
 	})
-	srv, err := rt.Create(ctx, berth.ContainerConfig{Image: img, Name: "web-" + name, Cmd: []string{"http", "-addr", ":8080"},
+	srv := startContainer(t, rt, berth.ContainerConfig{Image: img, Name: "web-" + name, Cmd: []string{"http", "-addr", ":8080"},
 		NetworkMode: name, Publish: []berth.PortMapping{{ContainerPort: 8080}}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
 	t.Cleanup(func() { srv.Delete(context.Background(), berth.DeleteOptions{Force: true}) })
 	info, err := srv.Inspect(ctx)
 	if err != nil || len(info.NetworkSettings.Ports) != 1 || info.NetworkSettings.Ports[0].HostPort == 0 {
@@ -376,13 +366,7 @@ func TestCommitDiffExport(t *testing.T) {
 	rt := newRuntime(t)
 	img := toolboxImage(t, rt)
 	ctx := context.Background()
-	c, err := rt.Create(ctx, berth.ContainerConfig{Image: img, Cmd: []string{"write", "/added.txt", "committed"}, NetworkMode: "none"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := c.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
+	c := startContainer(t, rt, berth.ContainerConfig{Image: img, Cmd: []string{"write", "/added.txt", "committed"}, NetworkMode: "none"})
 	if st, err := c.Wait(ctx); err != nil || st.ExitCode != 0 {
 		t.Fatalf("write: %+v %v", st, err)
 	}
@@ -439,13 +423,7 @@ func TestConnectNetworkAndIsolation(t *testing.T) {
 		}
 		t.Cleanup(func() { _ = rt.RemoveNetwork(context.Background(), n) })
 	}
-	srv, err := rt.Create(ctx, berth.ContainerConfig{Image: img, Name: "srv-" + a, Cmd: []string{"http", "-addr", ":8080"}, NetworkMode: a})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
+	srv := startContainer(t, rt, berth.ContainerConfig{Image: img, Name: "srv-" + a, Cmd: []string{"http", "-addr", ":8080"}, NetworkMode: a})
 	t.Cleanup(func() { srv.Delete(context.Background(), berth.DeleteOptions{Force: true}) })
 	info, _ := srv.Inspect(ctx)
 	ip := info.NetworkSettings.Networks[a].IPAddress

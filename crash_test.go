@@ -34,14 +34,7 @@ func TestCrashHelper(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx := context.Background()
-	c, err := rt.Create(ctx, berth.ContainerConfig{Image: img, Cmd: []string{"sleep", "100"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := c.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
+	c := startContainer(t, rt, berth.ContainerConfig{Image: img, Cmd: []string{"sleep", "100"}})
 	fmt.Printf("started %s %d\n", c.ID(), c.State().Pid)
 	time.Sleep(time.Minute)
 }

@@ -15,13 +15,7 @@ func TestDetachedReachableFromAnotherRuntime(t *testing.T) {
 	rt := newRuntime(t)
 	img := toolboxImage(t, rt)
 	ctx := context.Background()
-	c, err := rt.Create(ctx, berth.ContainerConfig{Image: img, Cmd: []string{"sleep", "100"}, NetworkMode: "none", Detached: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := c.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
+	c := startContainer(t, rt, berth.ContainerConfig{Image: img, Cmd: []string{"sleep", "100"}, NetworkMode: "none", Detached: true})
 	rt2, err := berth.New(berth.Config{Root: rt.Root()})
 	if err != nil {
 		t.Fatal(err)

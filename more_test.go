@@ -39,14 +39,8 @@ func TestLogRotation(t *testing.T) {
 	rt := newRuntime(t)
 	img := toolboxImage(t, rt)
 	ctx := context.Background()
-	c, err := rt.Create(ctx, berth.ContainerConfig{Image: img, Cmd: []string{"spew", "300000"}, NetworkMode: "none",
+	c := startContainer(t, rt, berth.ContainerConfig{Image: img, Cmd: []string{"spew", "300000"}, NetworkMode: "none",
 		LogMaxSize: 100000, LogMaxFiles: 2})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := c.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
 	if _, err := c.Wait(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -111,13 +105,7 @@ func TestPublishAllExposedPorts(t *testing.T) {
 		t.Fatal(err)
 	}
 	c0.Delete(ctx)
-	c, err := rt.Create(ctx, berth.ContainerConfig{Image: img, Cmd: []string{"http", "-addr", ":8080"}, PublishAll: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := c.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
+	c := startContainer(t, rt, berth.ContainerConfig{Image: img, Cmd: []string{"http", "-addr", ":8080"}, PublishAll: true})
 	t.Cleanup(func() { c.Delete(context.Background(), berth.DeleteOptions{Force: true}) })
 	info, _ := c.Inspect(ctx)
 	if len(info.NetworkSettings.Ports) != 1 || info.NetworkSettings.Ports[0].ContainerPort != 8080 || info.NetworkSettings.Ports[0].HostPort == 0 {

@@ -20,14 +20,8 @@ func TestPauseResumeStatsUpdate(t *testing.T) {
 	rt := newRuntime(t)
 	img := toolboxImage(t, rt)
 	ctx := context.Background()
-	c, err := rt.Create(ctx, berth.ContainerConfig{Image: img, Cmd: []string{"spin", "60"}, NetworkMode: "none",
+	c := startContainer(t, rt, berth.ContainerConfig{Image: img, Cmd: []string{"spin", "60"}, NetworkMode: "none",
 		Resources: berth.Resources{Memory: 64 << 20, PidsLimit: 50}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := c.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
 	t.Cleanup(func() { c.Delete(context.Background(), berth.DeleteOptions{Force: true}) })
 	s1, err := c.Stats(ctx)
 	if err != nil {
@@ -100,14 +94,8 @@ func TestOOMKillDisableAndSwappiness(t *testing.T) {
 	ctx := context.Background()
 	var out bytes.Buffer // read after Wait only
 	r := berth.Resources{Memory: 32 << 20, MemorySwap: 32 << 20, MemorySwappiness: new(int64(0)), OOMKillDisable: true}
-	c, err := rt.Create(ctx, berth.ContainerConfig{Image: img, Cmd: []string{"memhog", "64"}, NetworkMode: "none",
+	c := startContainer(t, rt, berth.ContainerConfig{Image: img, Cmd: []string{"memhog", "64"}, NetworkMode: "none",
 		Stdout: &out, Resources: r})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := c.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
 	t.Cleanup(func() { c.Delete(context.Background(), berth.DeleteOptions{Force: true}) })
 	dir := memoryCgroup(t, c.State().Pid)
 	if b, _ := os.ReadFile(filepath.Join(dir, "memory.swappiness")); strings.TrimSpace(string(b)) != "0" {
@@ -181,20 +169,13 @@ func TestPidsLimitStopsForkBomb(t *testing.T) {
 func TestNetworkModes(t *testing.T) {
 	rt := newRuntime(t)
 	img := toolboxImage(t, rt)
-	ctx := context.Background()
 	// none: loopback only.
 	out, _, err := run(t, rt, berth.ContainerConfig{Image: img, Cmd: []string{"addrs"}, NetworkMode: "none"})
 	if err != nil || !strings.Contains(out, "lo") || strings.Contains(out, "eth0") {
 		t.Errorf("none mode interfaces: %q %v", out, err)
 	}
 	// container:<id> shares the other's localhost.
-	srv, err := rt.Create(ctx, berth.ContainerConfig{Image: img, Name: "lo-srv", Cmd: []string{"http", "-addr", "127.0.0.1:8081"}, NetworkMode: "none"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Start(ctx); err != nil {
-		t.Fatal(err)
-	}
+	srv := startContainer(t, rt, berth.ContainerConfig{Image: img, Name: "lo-srv", Cmd: []string{"http", "-addr", "127.0.0.1:8081"}, NetworkMode: "none"})
 	t.Cleanup(func() { srv.Delete(context.Background(), berth.DeleteOptions{Force: true}) })
 	deadline := time.Now().Add(10 * time.Second)
 	for {
