@@ -15,9 +15,6 @@ import (
 	"github.com/berthrt/berth/internal/ids"
 	"github.com/berthrt/berth/namespace"
 	"github.com/berthrt/berth/netdev"
-	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
-	"golang.org/x/sys/unix"
 )
 
 // netPlan is how a container joins its networks; attach runs in Prestart.
@@ -149,9 +146,8 @@ func parseExtraHosts(in []string) ([]netdev.HostsEntry, error) {
 // attach joins the container (its supervisor is pid) to its networks.
 func (p *netPlan) attach(ctx context.Context, pid int) error {
 	switch p.mode {
-	case "none":
-		return loopbackUp(pid)
-	case "host", "container":
+	case "none", "host", "container":
+		// With "none", the init has set lo up itself.
 		return nil
 	}
 	cfg := &p.c.rec.Config
@@ -195,25 +191,6 @@ func (p *netPlan) undo(ctx context.Context) {
 		_ = p.c.rt.net.Detach(ctx, ep)
 	}
 	p.endpoints = nil
-}
-
-// loopbackUp sets lo up in the network namespace of pid.
-func loopbackUp(pid int) error {
-	ns, err := netns.GetFromPid(pid)
-	if err != nil {
-		return fmt.Errorf("open netns of %d: %w", pid, err)
-	}
-	defer ns.Close()
-	h, err := netlink.NewHandleAt(ns, unix.NETLINK_ROUTE)
-	if err != nil {
-		return err
-	}
-	defer h.Close()
-	lo, err := h.LinkByName("lo")
-	if err != nil {
-		return err
-	}
-	return h.LinkSetUp(lo)
 }
 
 // publishedPorts are the ports a container publishes: cfg.Publish, and

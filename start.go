@@ -108,6 +108,7 @@ func (c *Container) startLocked(ctx context.Context) (err error) {
 	}
 	opts := namespace.StartOptions{
 		CgroupFD: fd,
+		Spare:    !rt.cfg.NoSpareInit,
 		Prestart: func(pid int) error {
 			if fd < 0 {
 				if err := cg.Add(pid); err != nil {

@@ -27,11 +27,16 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 )
 
-func newRuntime(b *testing.B) *berth.Runtime {
+func newRuntime(b *testing.B) *berth.Runtime { return newRuntimeWith(b, berth.Config{}) }
+
+// newRuntimeWith is newRuntime with cfg's settings (Root and CgroupParent
+// are the benchmark's).
+func newRuntimeWith(b *testing.B, cfg berth.Config) *berth.Runtime {
 	b.Helper()
 	testutil.RequiresRoot(b)
 	parent := fmt.Sprintf("berth-bench-%d", time.Now().UnixNano())
-	rt, err := berth.New(berth.Config{Root: b.TempDir(), CgroupParent: parent})
+	cfg.Root, cfg.CgroupParent = b.TempDir(), parent
+	rt, err := berth.New(cfg)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -84,6 +89,14 @@ func BenchmarkBerthRunTrueBusybox(b *testing.B) {
 	benchRun(b, rt, busybox(b, rt), []string{"/bin/true"})
 }
 
+// BenchmarkBerthRunTrueBusyboxNoSpare is BenchmarkBerthRunTrueBusybox
+// without spare inits (berth.Config.NoSpareInit): every start spawns its
+// init, as the first start of a program does.
+func BenchmarkBerthRunTrueBusyboxNoSpare(b *testing.B) {
+	rt := newRuntimeWith(b, berth.Config{NoSpareInit: true})
+	benchRun(b, rt, busybox(b, rt), []string{"/bin/true"})
+}
+
 func benchRun(b *testing.B, rt *berth.Runtime, img *berth.Image, cmd []string) {
 	ctx := context.Background()
 	cfg := berth.ContainerConfig{Image: img, Cmd: cmd, NetworkMode: "none"}
@@ -101,22 +114,29 @@ func benchRun(b *testing.B, rt *berth.Runtime, img *berth.Image, cmd []string) {
 	reportMedian(b, d)
 }
 
-// cpuTime is the CPU time (user + system) used so far by this process and
-// the children it has reaped, with theirs (a container's supervisor and
-// its processes, runc and its).
-func cpuTime() time.Duration {
+// cpuUse is the CPU time (user + system) used so far by this process
+// (the owner) and by the children it has reaped (a container's supervisor
+// and its processes, runc and its).
+type cpuUse struct{ self, kids time.Duration }
+
+func cpuTime() cpuUse {
 	var self, kids syscall.Rusage
 	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &self)
 	_ = syscall.Getrusage(syscall.RUSAGE_CHILDREN, &kids)
 	tv := func(t syscall.Timeval) time.Duration { return time.Duration(t.Nano()) }
-	return tv(self.Utime) + tv(self.Stime) + tv(kids.Utime) + tv(kids.Stime)
+	return cpuUse{tv(self.Utime) + tv(self.Stime), tv(kids.Utime) + tv(kids.Stime)}
 }
 
-// reportCPU records the mean CPU time per iteration since cpu0: unlike the
-// wall time, it hardly depends on what else the machine runs. The kernel's
+// reportCPU records the mean CPU time per iteration since cpu0, in all
+// (cpu-ms/op) and the children's part (kids-cpu-ms/op): unlike the wall
+// time, it hardly depends on what else the machine runs. The kernel's
 // deferred work (network namespace clean-up in kworkers) is not in it.
-func reportCPU(b *testing.B, cpu0 time.Duration) {
-	b.ReportMetric(float64((cpuTime()-cpu0).Microseconds())/1000/float64(b.N), "cpu-ms/op")
+func reportCPU(b *testing.B, cpu0 cpuUse) {
+	now := cpuTime()
+	n := float64(b.N)
+	self, kids := now.self-cpu0.self, now.kids-cpu0.kids
+	b.ReportMetric(float64((self+kids).Microseconds())/1000/n, "cpu-ms/op")
+	b.ReportMetric(float64(kids.Microseconds())/1000/n, "kids-cpu-ms/op")
 }
 
 // busybox imports the host's static busybox as an image.

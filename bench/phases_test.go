@@ -14,9 +14,9 @@ import (
 // steps (median of each): where a start's time goes.
 func BenchmarkBerthRunTruePhases(b *testing.B) {
 	rt := newRuntime(b)
-	img := toolbox(b, rt)
+	img := busybox(b, rt)
 	ctx := context.Background()
-	cfg := berth.ContainerConfig{Image: img, Cmd: []string{"/bin/toolbox", "true"}, NetworkMode: "none"}
+	cfg := berth.ContainerConfig{Image: img, Cmd: []string{"/bin/true"}, NetworkMode: "none"}
 	var create, start, wait, del []time.Duration
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {

@@ -157,11 +157,13 @@
 //
 // With BERTH_TRACE=<file> in the owner's environment, Start and the init
 // append one line per step to that file ("<unix µs> <pid> owner|init
-// <step>": config ready, init spawned, prestart done, hook entered, config
-// received, rootfs mounted, go received, sealed, process forked, started,
-// process exited, init reaped), so the time between any two steps of many
-// starts can be read off (bench/run.sh says how). Without it nothing is
-// written and nothing is opened.
+// cpu=<µs> flt=<n> <step>", with the process's CPU time and minor faults
+// so far: config ready, init spawned or spare taken, prestart done, hook
+// entered, config received, rootfs mounted, go received, sealed, process
+// forked, started, process exited, init reaped with the init's CPU time),
+// so the time between any two steps of many starts can be read off
+// (bench/run.sh says how). Without it nothing is written and nothing is
+// opened.
 //
 // When not to use it: this package runs as root with real namespaces; it
 // knows nothing about images, cgroups or networks (package berth composes

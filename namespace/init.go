@@ -3,7 +3,6 @@
 package namespace
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -62,6 +61,8 @@ type initState struct {
 	cgBinds    *cgroupBinds
 	mfds       map[string]*os.File // mounts from the owner (idmap.go)
 	root       string              // the rootfs before pivot_root: RootDir, or a path to it
+
+	loopbackDone bool // lo is up already (a spare does it while it waits)
 }
 
 // fail reports a setup error to the owner and exits.
@@ -92,11 +93,10 @@ func runInit() {
 	markCloseOnExec(4)
 	unix.Umask(0)
 
-	// SIGCHLD reaches sigs from run on (see there): os/signal's first Notify
-	// costs about 0.5 ms, which need not delay the container's start.
-	sigs := make(chan os.Signal, 32)
-
 	s := &initState{}
+	if len(os.Args) > 1 && os.Args[1] == spareArg {
+		s.loopbackDone = spareBoot(len(os.Args) > 2 && os.Args[2] == spareNewNet)
+	}
 	c, err := connFromFile(os.NewFile(3, "berth-ctl"))
 	if err != nil {
 		os.Exit(125)
@@ -144,7 +144,7 @@ func runInit() {
 		s.fail("setup", err)
 	}
 	s.trace.mark("sealed")
-	sv := newSupervisor(s, sigs)
+	sv := newSupervisor(s)
 	sv.run()
 }
 
@@ -166,6 +166,11 @@ func (s *initState) setup(stdio [3]*os.File) error {
 		}
 	}
 
+	if cfg.has(NamespaceNet) && cfg.NetNS == "" && !s.loopbackDone {
+		if err := loopbackUp(); err != nil {
+			return stepErr("loopback up", err)
+		}
+	}
 	if err := s.setupRootfs(); err != nil {
 		return err
 	}
@@ -296,8 +301,24 @@ func (s *initState) writeStatus(st ExitStatus) {
 	if s.statusFile == nil {
 		return
 	}
-	b, _ := json.Marshal(st)
-	_, _ = s.statusFile.WriteAt(b, 0)
+	_, _ = s.statusFile.WriteAt(appendStatusJSON(nil, st), 0)
+}
+
+// appendStatusJSON appends st as encoding/json writes it. It is written by
+// hand because it runs just before the init exits, while the owner waits:
+// the first use of encoding/json in a process builds its encoders, which
+// costs more than the rest of the exit.
+func appendStatusJSON(b []byte, st ExitStatus) []byte {
+	b = append(b, `{"code":`...)
+	b = strconv.AppendInt(b, int64(st.Code), 10)
+	if st.Signal != 0 {
+		b = append(b, `,"signal":`...)
+		b = strconv.AppendInt(b, int64(st.Signal), 10)
+	}
+	if st.OwnerGone {
+		b = append(b, `,"ownerGone":true`...)
+	}
+	return append(b, '}')
 }
 
 // ---- supervisor ----
@@ -334,16 +355,17 @@ type spawnResult struct {
 
 type supervisor struct {
 	s       *initState
-	sigs    chan os.Signal
+	forked  chan struct{} // poked after each fork: the reaper may wait again
 	spawnCh chan spawnReq
 	reapMu  chan struct{} // a lock that fork and wait4 both take
 	main    *proc
 	procs   map[int]*proc
 }
 
-func newSupervisor(s *initState, sigs chan os.Signal) *supervisor {
+func newSupervisor(s *initState) *supervisor {
 	sv := &supervisor{
-		s: s, sigs: sigs,
+		s:       s,
+		forked:  make(chan struct{}, 1),
 		spawnCh: make(chan spawnReq),
 		reapMu:  make(chan struct{}, 1),
 		procs:   map[int]*proc{},
@@ -385,6 +407,12 @@ func (sv *supervisor) spawn(sp *spawnSpec, w *watcher) (*proc, error) {
 		sv.procs[pid] = p
 	}
 	sv.unlock()
+	if err == nil {
+		select {
+		case sv.forked <- struct{}{}:
+		default:
+		}
+	}
 	sp.closeChildFiles()
 	if err != nil {
 		if sp.master != nil {
@@ -435,10 +463,6 @@ func (sv *supervisor) run() {
 	close(w.ready)
 
 	time.AfterFunc(shrinkDelay, shrink)
-	// Registered only now that the process runs and the owner knows it:
-	// a SIGCHLD before this is dropped, but the reaper's first pass reaps
-	// whatever exited before it.
-	signal.Notify(sv.sigs, unix.SIGCHLD)
 	go sv.reaper()
 	go sv.forwardSignals()
 	go sv.serveConn(s.owner, true)
@@ -452,10 +476,25 @@ func (sv *supervisor) run() {
 	}
 }
 
+// reaper reaps every child of the init, its own and orphans: it blocks in
+// waitid until one has exited, without reaping it, then reaps under the
+// lock that fork takes too, so a pid is always registered before its exit
+// is seen. Waiting in the kernel costs a blocked thread and nothing per
+// exit; SIGCHLD through os/signal costs its first registration (0.5-1 ms)
+// and several wake-ups per exit.
 func (sv *supervisor) reaper() {
-	sv.reapAll()
-	for range sv.sigs {
-		sv.reapAll()
+	for {
+		var info unix.Siginfo
+		err := unix.Waitid(unix.P_ALL, 0, &info, unix.WEXITED|unix.WNOWAIT, nil)
+		switch err {
+		case nil:
+			sv.reapAll()
+		case unix.EINTR:
+		case unix.ECHILD:
+			<-sv.forked // no children: wait for the next fork
+		default:
+			sv.s.fail("wait for children", os.NewSyscallError("waitid", err))
+		}
 	}
 }
 

@@ -965,3 +965,11 @@ func TestLargeEnvironment(t *testing.T) {
 		t.Fatalf("start beyond ARG_MAX: got %v, want a SetupError with E2BIG", err)
 	}
 }
+
+// A new network namespace has lo up, as Docker's containers have it.
+func TestLoopbackUp(t *testing.T) {
+	r := run(t, newConfig(t, sh("cat /sys/class/net/lo/flags")), nil)
+	if got := strings.TrimSpace(r.stdout); got != "0x9" {
+		t.Fatalf("lo flags %q (%s), want 0x9 (up, loopback)", got, r.stderr)
+	}
+}

@@ -46,6 +46,12 @@ type StartOptions struct {
 	// namespace with the right root. 0 or negative means none (the
 	// cgroup namespace is then created by the init once Prestart is done).
 	CgroupFD int
+	// Spare lets this start use a spare init, one started ahead of need
+	// with the same namespaces, and keeps one ready for the next start
+	// (see DiscardSpares). It saves the exec and start-up of the init,
+	// most of a start's time; the spare is an idle process of its own
+	// until taken.
+	Spare bool
 }
 
 // Container is a running container: a handle on its supervisor. All
@@ -294,10 +300,6 @@ func Start(ctx context.Context, cfg *Config, stdio Stdio, opts StartOptions) (*C
 	tr := openTracer(os.Getenv(traceEnv), "owner")
 	defer tr.close()
 	tr.mark("start")
-	exe, err := initBinary()
-	if err != nil {
-		return nil, err
-	}
 
 	var flags uintptr
 	for _, n := range cfg.namespaces() {
@@ -319,29 +321,16 @@ func Start(ctx context.Context, cfg *Config, stdio Stdio, opts StartOptions) (*C
 	if err != nil {
 		return nil, err
 	}
-	ours, theirs, err := socketPair()
-	if err != nil {
-		pl.abort()
-		return nil, err
-	}
-	owner, err := connFromFile(ours)
-	if err != nil {
-		theirs.Close()
-		pl.abort()
-		return nil, err
-	}
-	owner.wire = true // the init is this binary: see conn.wire
-
 	var extra []*os.File
 	var tmpClose []*os.File
 	var ctlPath string
 	if cfg.ControlDir != "" {
 		if err := os.MkdirAll(cfg.ControlDir, 0o700); err != nil {
-			return nil, cleanupStart(owner, theirs, pl, tmpClose, err)
+			return nil, cleanupStart(pl, tmpClose, err)
 		}
 		sf, err := os.OpenFile(filepath.Join(cfg.ControlDir, "status.json"), os.O_RDWR|os.O_CREATE|os.O_TRUNC|unix.O_CLOEXEC, 0o600)
 		if err != nil {
-			return nil, cleanupStart(owner, theirs, pl, tmpClose, err)
+			return nil, cleanupStart(pl, tmpClose, err)
 		}
 		tmpClose = append(tmpClose, sf)
 		extra = append(extra, sf)
@@ -350,7 +339,7 @@ func Start(ctx context.Context, cfg *Config, stdio Stdio, opts StartOptions) (*C
 		_ = os.Remove(ctlPath)
 		lf, err := listenControl(ctlPath)
 		if err != nil {
-			return nil, cleanupStart(owner, theirs, pl, tmpClose, err)
+			return nil, cleanupStart(pl, tmpClose, err)
 		}
 		tmpClose = append(tmpClose, lf)
 		extra = append(extra, lf)
@@ -362,7 +351,7 @@ func Start(ctx context.Context, cfg *Config, stdio Stdio, opts StartOptions) (*C
 	if cfg.Seccomp != nil {
 		prog, err := compileSeccomp(cfg.Seccomp, cfg.capabilities())
 		if err != nil {
-			return nil, cleanupStart(owner, theirs, pl, tmpClose, fmt.Errorf("container %s: seccomp: %w", cfg.ID, err))
+			return nil, cleanupStart(pl, tmpClose, fmt.Errorf("container %s: seccomp: %w", cfg.ID, err))
 		}
 		if prog != nil {
 			host.SeccompProg = prog
@@ -372,54 +361,21 @@ func Start(ctx context.Context, cfg *Config, stdio Stdio, opts StartOptions) (*C
 		}
 	}
 	tr.mark("config ready")
-	// The config goes into the socket before the init exists: no round trip.
-	if err := owner.send(&message{Op: "init", Config: sendCfg, Host: host, Stdio: have}, extra...); err != nil {
-		return nil, cleanupStart(owner, theirs, pl, tmpClose, fmt.Errorf("sending the container config: %w", err))
-	}
+	msg := &message{Op: "init", Config: sendCfg, Host: host, Stdio: have}
+	spareKey, spareOK := spareFlags(cfg, flags, opts)
+	cmd, owner, spare, err := launchInit(cfg, flags, opts.CgroupFD, spareKey, spareOK, msg, extra)
 	closeFiles(tmpClose)
-
-	cmd := &exec.Cmd{
-		Path: exe,
-		Args: []string{initArg0},
-		// One P is plenty for a supervisor; skip the runtime's cgroup probing.
-		Env:        []string{"GOMAXPROCS=1", "GODEBUG=containermaxprocs=0,updatemaxprocs=0"},
-		ExtraFiles: []*os.File{theirs},
-		SysProcAttr: &syscall.SysProcAttr{
-			Cloneflags: flags,
-			// Its own session: the owner's terminal signals are not the container's.
-			Setsid: true,
-		},
-	}
-	if opts.CgroupFD >= 0 {
-		cmd.SysProcAttr.UseCgroupFD = true
-		cmd.SysProcAttr.CgroupFD = opts.CgroupFD
-	}
-	if flags&unix.CLONE_NEWUSER != 0 {
-		for _, m := range cfg.UIDMappings {
-			cmd.SysProcAttr.UidMappings = append(cmd.SysProcAttr.UidMappings, syscall.SysProcIDMap{ContainerID: m.ContainerID, HostID: m.HostID, Size: m.Size})
-		}
-		for _, m := range cfg.GIDMappings {
-			cmd.SysProcAttr.GidMappings = append(cmd.SysProcAttr.GidMappings, syscall.SysProcIDMap{ContainerID: m.ContainerID, HostID: m.HostID, Size: m.Size})
-		}
-		cmd.SysProcAttr.GidMappingsEnableSetgroups = true
-		// Become the namespace's root before the exec, so that the init
-		// keeps its capabilities in the new user namespace.
-		cmd.SysProcAttr.Credential = &syscall.Credential{Uid: 0, Gid: 0}
-	}
-	if cfg.NetNS != "" {
-		err = startInNetNS(cmd, cfg.NetNS)
-	} else {
-		err = cmd.Start()
-	}
-	theirs.Close()
 	closeFiles(pl.closeMe)
 	if err != nil {
-		owner.Close()
 		pl.abort()
 		return nil, fmt.Errorf("container %s: starting the init: %w", cfg.ID, err)
 	}
 	pid := cmd.Process.Pid
-	tr.mark("init spawned")
+	if spare {
+		tr.mark("spare taken")
+	} else {
+		tr.mark("init spawned")
+	}
 
 	c := &Container{id: cfg.ID, pid: pid, cmd: cmd, owner: owner, ctl: ctlPath, dir: cfg.ControlDir, detached: cfg.Detached}
 	abort := func(err error) (*Container, error) {
@@ -430,6 +386,11 @@ func Start(ctx context.Context, cfg *Config, stdio Stdio, opts StartOptions) (*C
 		return nil, err
 	}
 
+	if spare && opts.CgroupFD >= 0 {
+		if err := joinCgroupFD(opts.CgroupFD, pid); err != nil {
+			return abort(fmt.Errorf("container %s: moving the init into its cgroup: %w", cfg.ID, err))
+		}
+	}
 	if host.MountFDs {
 		if err := sendMounts(owner, cfg, pid); err != nil {
 			if serr := pendingError(owner, cfg.ID); serr != nil {
@@ -496,6 +457,9 @@ func Start(ctx context.Context, cfg *Config, stdio Stdio, opts StartOptions) (*C
 	c.main = p
 	p.startIO(stdio, pl)
 	tr.mark("started")
+	if spareOK {
+		fillSpare(spareKey)
+	}
 	return c, nil
 }
 
@@ -506,12 +470,106 @@ func (pl *stdioPlumbing) abort() {
 	}
 }
 
-func cleanupStart(owner *conn, theirs *os.File, pl *stdioPlumbing, tmp []*os.File, err error) error {
-	owner.Close()
-	theirs.Close()
+func cleanupStart(pl *stdioPlumbing, tmp []*os.File, err error) error {
 	pl.abort()
 	closeFiles(tmp)
 	return err
+}
+
+// launchInit returns an init for cfg that has msg, its "init" message, with
+// files: a spare of spareKey when spareOK and one is ready, else one
+// spawned now with flags (cloned into the cgroup v2 directory cgroupFD when
+// that is not negative).
+func launchInit(cfg *Config, flags uintptr, cgroupFD int, spareKey uintptr, spareOK bool, msg *message, files []*os.File) (cmd *exec.Cmd, owner *conn, spare bool, err error) {
+	if sp := takeSpareIf(spareOK, spareKey); sp != nil {
+		// A spare was cloned without a cgroup namespace: it makes one
+		// once the owner has moved it into the container's cgroups.
+		host := *msg.Host
+		host.NewCgroupNS = false
+		m := *msg
+		m.Host = &host
+		if err := sp.wake(); err == nil {
+			if err := sp.owner.send(&m, files...); err == nil {
+				return sp.cmd, sp.owner, true, nil
+			}
+		}
+		sp.end() // it died: spawn one
+	}
+	cmd, owner, err = spawnInit(flags, cfg, cgroupFD, false)
+	if err != nil {
+		return nil, nil, false, err
+	}
+	if err := owner.send(msg, files...); err != nil {
+		(&spareInit{cmd: cmd, owner: owner}).end()
+		return nil, nil, false, fmt.Errorf("sending the container config: %w", err)
+	}
+	return cmd, owner, false, nil
+}
+
+// spawnInit starts this binary as an init in new namespaces (flags), with
+// the other end of the returned connection as its control socket. cfg,
+// when not nil, gives the user namespace's id maps and a network
+// namespace to join; spare marks an init started ahead of need.
+func spawnInit(flags uintptr, cfg *Config, cgroupFD int, spare bool) (*exec.Cmd, *conn, error) {
+	exe, err := initBinary()
+	if err != nil {
+		return nil, nil, err
+	}
+	ours, theirs, err := socketPair()
+	if err != nil {
+		return nil, nil, err
+	}
+	defer theirs.Close()
+	owner, err := connFromFile(ours)
+	if err != nil {
+		return nil, nil, err
+	}
+	owner.wire = true // the init is this binary: see conn.wire
+	args := []string{initArg0}
+	if spare {
+		args = append(args, spareArg)
+		if flags&unix.CLONE_NEWNET != 0 {
+			args = append(args, spareNewNet)
+		}
+	}
+	cmd := &exec.Cmd{
+		Path: exe,
+		Args: args,
+		// One P is plenty for a supervisor; skip the runtime's cgroup probing.
+		Env:        []string{"GOMAXPROCS=1", "GODEBUG=containermaxprocs=0,updatemaxprocs=0"},
+		ExtraFiles: []*os.File{theirs},
+		SysProcAttr: &syscall.SysProcAttr{
+			Cloneflags: flags,
+			// Its own session: the owner's terminal signals are not the container's.
+			Setsid: true,
+		},
+	}
+	if cgroupFD >= 0 {
+		cmd.SysProcAttr.UseCgroupFD = true
+		cmd.SysProcAttr.CgroupFD = cgroupFD
+	}
+	if flags&unix.CLONE_NEWUSER != 0 && cfg != nil {
+		for _, m := range cfg.UIDMappings {
+			cmd.SysProcAttr.UidMappings = append(cmd.SysProcAttr.UidMappings, syscall.SysProcIDMap{ContainerID: m.ContainerID, HostID: m.HostID, Size: m.Size})
+		}
+		for _, m := range cfg.GIDMappings {
+			cmd.SysProcAttr.GidMappings = append(cmd.SysProcAttr.GidMappings, syscall.SysProcIDMap{ContainerID: m.ContainerID, HostID: m.HostID, Size: m.Size})
+		}
+		cmd.SysProcAttr.GidMappingsEnableSetgroups = true
+		// Become the namespace's root before the exec, so that the init
+		// keeps its capabilities in the new user namespace.
+		cmd.SysProcAttr.Credential = &syscall.Credential{Uid: 0, Gid: 0}
+	}
+	if cfg != nil && cfg.NetNS != "" {
+		err = startInNetNS(cmd, cfg.NetNS)
+	} else {
+		err = cmd.Start()
+	}
+	if err != nil {
+		owner.Close()
+		return nil, nil, err
+	}
+	return cmd, owner, nil
 }
 
 // pendingError returns the init's setup error if it sent one already.
@@ -645,7 +703,9 @@ func (p *Process) waitLoop() {
 		tr := openTracer(os.Getenv(traceEnv), "owner")
 		tr.mark("status received")
 		st, err := p.reaped()
-		tr.mark("init reaped")
+		if tr != nil {
+			tr.mark("init reaped, init cpu=" + strconv.FormatInt(cpuMicros(p.c.cmd.ProcessState.SysUsage()), 10))
+		}
 		tr.close()
 		switch {
 		case got:

@@ -12,7 +12,8 @@ import (
 // A tracer appends a timeline of a start to the file named by the
 // BERTH_TRACE environment variable of the owner (the init inherits the
 // path through hostInfo.Trace): one line per step, "<unix µs> <pid> <who>
-// <step>", for finding where a start's time goes. A nil tracer does
+// cpu=<µs> flt=<n> <step>" with the process's CPU time and minor page
+// faults so far, for finding where a start's time goes. A nil tracer does
 // nothing, which is the default.
 type tracer struct {
 	f   *os.File
@@ -45,9 +46,25 @@ func (t *tracer) markAt(when time.Time, step string) {
 	b = append(b, ' ')
 	b = append(b, t.who...)
 	b = append(b, ' ')
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	b = append(b, "cpu="...)
+	b = strconv.AppendInt(b, cpuMicros(&ru), 10)
+	b = append(b, " flt="...)
+	b = strconv.AppendInt(b, ru.Minflt, 10)
+	b = append(b, ' ')
 	b = append(b, step...)
 	b = append(b, '\n')
 	_, _ = t.f.Write(b) // O_APPEND: one write per line, lines do not interleave
+}
+
+// cpuMicros is the user and system time of ru (a *syscall.Rusage) in µs.
+func cpuMicros(ru any) int64 {
+	r, ok := ru.(*syscall.Rusage)
+	if !ok || r == nil {
+		return 0
+	}
+	return (r.Utime.Nano() + r.Stime.Nano()) / 1000
 }
 
 func (t *tracer) close() {

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"syscall"
 	"testing"
 )
 
@@ -175,4 +176,19 @@ func FuzzWire(f *testing.F) {
 			t.Fatalf("re-encoding differs: %v", err)
 		}
 	})
+}
+
+func TestStatusJSON(t *testing.T) {
+	for _, st := range []ExitStatus{
+		{}, {Code: 1}, {Code: 137, Signal: syscall.SIGKILL}, {Code: 137, Signal: syscall.SIGKILL, OwnerGone: true},
+		{Code: -1}, {Code: 255, OwnerGone: true},
+	} {
+		want, err := json.Marshal(st)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := appendStatusJSON(nil, st); string(got) != string(want) {
+			t.Errorf("appendStatusJSON(%+v) = %s, want %s", st, got, want)
+		}
+	}
 }

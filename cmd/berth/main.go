@@ -88,6 +88,8 @@ func (g *globalFlags) runtime() (*berth.Runtime, error) {
 		InsecureRegistries: g.insecure,
 		CgroupParent:       os.Getenv("BERTH_CGROUP_PARENT"),
 		RegistryMirrors:    g.mirrors,
+		// One container per process: a spare init would never be used.
+		NoSpareInit: true,
 	}
 	if g.debug {
 		cfg.Logger = debugLogger()

@@ -1,0 +1,239 @@
+//go:build linux
+
+package namespace
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/berthrt/berth/mount"
+	"golang.org/x/sys/unix"
+)
+
+// withSpares starts a container with StartOptions.Spare, which leaves a
+// spare of its kind behind, and returns the spare's pid once it is ready.
+// The spares go when the test ends.
+func withSpares(t *testing.T) int {
+	t.Helper()
+	t.Cleanup(DiscardSpares)
+	c, err := Start(context.Background(), newConfig(t, sh("true")), Stdio{}, StartOptions{Spare: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Wait(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	return readySpare(t)
+}
+
+// readySpare waits for a spare to be ready and returns its pid.
+func readySpare(t *testing.T) int {
+	t.Helper()
+	var pid int
+	waitFor(t, func() bool {
+		spares.mu.Lock()
+		defer spares.mu.Unlock()
+		for _, sp := range spares.idle {
+			pid = sp.cmd.Process.Pid
+			return true
+		}
+		return false
+	})
+	return pid
+}
+
+func spareCount() int {
+	spares.mu.Lock()
+	defer spares.mu.Unlock()
+	return len(spares.idle)
+}
+
+func startSpare(t *testing.T, cfg *Config, stdio Stdio, opts StartOptions) *Container {
+	t.Helper()
+	opts.Spare = true
+	c, err := Start(context.Background(), cfg, stdio, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = c.Close()
+		assertGone(t, c.Pid())
+	})
+	return c
+}
+
+// A start takes the spare: the container runs in the spare's process with
+// everything a cold start gives it (its own namespaces, hostname, lo up,
+// the rootfs, the user's process), and a new spare takes its place.
+func TestSpareStart(t *testing.T) {
+	spare := withSpares(t)
+	cfg := newConfig(t, sh(`hostname; cat /sys/class/net/lo/flags; ls /bin/busybox; cat /proc/1/cmdline | tr '\0' ' '`))
+	var out lockedBuffer
+	c := startSpare(t, cfg, Stdio{Stdout: &out, Stderr: &out}, StartOptions{})
+	if c.Pid() != spare {
+		t.Fatalf("the start spawned init %d instead of taking spare %d", c.Pid(), spare)
+	}
+	st, err := c.Wait(context.Background())
+	if err != nil || st.Code != 0 {
+		t.Fatalf("%v %v: %s", st, err, out.String())
+	}
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	want := []string{"berthtest", "0x9", "/bin/busybox", "berth-init spare newnet"}
+	if len(lines) != len(want) {
+		t.Fatalf("output %q, want %q", lines, want)
+	}
+	for i := range want {
+		if strings.TrimSpace(lines[i]) != want[i] {
+			t.Errorf("line %d: %q, want %q", i, lines[i], want[i])
+		}
+	}
+	if next := readySpare(t); next == spare {
+		t.Errorf("no new spare after the start")
+	}
+}
+
+// A spare was not cloned into the container's cgroup v2 directory: Start
+// moves it there, and its cgroup namespace is rooted there.
+func TestSpareCgroupFD(t *testing.T) {
+	base := "/sys/fs/cgroup/unified"
+	var st unix.Statfs_t
+	if err := unix.Statfs("/sys/fs/cgroup", &st); err == nil && st.Type == unix.CGROUP2_SUPER_MAGIC {
+		base = "/sys/fs/cgroup"
+	}
+	if err := unix.Statfs(base, &st); err != nil || st.Type != unix.CGROUP2_SUPER_MAGIC {
+		t.Skip("no cgroup v2 hierarchy")
+	}
+	dir := fmt.Sprintf("%s/berth-nstest-spare-%d", base, os.Getpid())
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.Remove(dir) })
+	f, err := os.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	spare := withSpares(t)
+	var out lockedBuffer
+	c := startSpare(t, newConfig(t, sh(`grep '^0::' /proc/self/cgroup; sleep 100`)), Stdio{Stdout: &out}, StartOptions{CgroupFD: int(f.Fd())})
+	if c.Pid() != spare {
+		t.Fatalf("spare %d not taken (init %d)", spare, c.Pid())
+	}
+	waitFor(t, func() bool { return strings.Contains(out.String(), "\n") })
+	if got := strings.TrimSpace(out.String()); got != "0::/" {
+		t.Errorf("inside: %q, want the cgroup namespace rooted at the container's cgroup", got)
+	}
+	procs, _ := os.ReadFile(dir + "/cgroup.procs")
+	if !strings.Contains(string(procs), strconv.Itoa(c.Pid())) {
+		t.Errorf("supervisor %d not in %s: %q", c.Pid(), dir, procs)
+	}
+	_ = c.Signal(syscall.SIGKILL)
+	if _, err := c.Wait(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// DiscardSpares ends the spares and reaps them before it returns.
+func TestSpareDiscard(t *testing.T) {
+	spare := withSpares(t)
+	DiscardSpares()
+	if alive(spare) {
+		t.Errorf("spare %d outlived DiscardSpares", spare)
+	}
+	if _, err := os.Stat(fmt.Sprintf("/proc/%d", spare)); err == nil {
+		t.Errorf("spare %d not reaped", spare)
+	}
+	if n := spareCount(); n != 0 {
+		t.Errorf("%d spares left", n)
+	}
+}
+
+// A spare nobody takes ends after spareIdle.
+func TestSpareExpires(t *testing.T) {
+	old := spareIdle
+	spareIdle = 50 * time.Millisecond
+	t.Cleanup(func() { spareIdle = old })
+	spare := withSpares(t)
+	waitFor(t, func() bool { return spareCount() == 0 && !alive(spare) })
+}
+
+// A spare that died (killed by someone) is not used: the start spawns an
+// init of its own.
+func TestSpareDead(t *testing.T) {
+	spare := withSpares(t)
+	if err := unix.Kill(spare, unix.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { return !alive(spare) })
+	var out lockedBuffer
+	c := startSpare(t, newConfig(t, sh("echo ok")), Stdio{Stdout: &out}, StartOptions{})
+	if c.Pid() == spare {
+		t.Fatal("the dead spare was used")
+	}
+	if st, err := c.Wait(context.Background()); err != nil || st.Code != 0 || strings.TrimSpace(out.String()) != "ok" {
+		t.Fatalf("%v %v %q", st, err, out.String())
+	}
+}
+
+// A spare's mount tree is a slave of the host's: what is mounted on a
+// shared host mount after the spare started is there for its container.
+func TestSpareSeesLaterMounts(t *testing.T) {
+	src := filepath.Join(t.TempDir(), "src")
+	if err := os.Mkdir(src, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mount("tmpfs", src, "tmpfs", 0, "size=1m"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = mount.UnmountAll(src+"/sub", unix.MNT_DETACH); _ = mount.UnmountAll(src, unix.MNT_DETACH) })
+	if err := unix.Mount("", src, "", unix.MS_SHARED, ""); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(src+"/sub", 0o755); err != nil {
+		t.Fatal(err)
+	}
+	spare := withSpares(t)
+	// Mounted after the spare's mount namespace was made.
+	if err := unix.Mount("tmpfs", src+"/sub", "tmpfs", 0, "size=1m"); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(src+"/sub/marker", []byte("late\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg := newConfig(t, sh("cat /shared/sub/marker"))
+	cfg.Mounts = []mount.Mount{{Type: "bind", Source: src, Target: "/shared", Options: []string{"rbind"}}}
+	var out lockedBuffer
+	c := startSpare(t, cfg, Stdio{Stdout: &out, Stderr: &out}, StartOptions{})
+	if c.Pid() != spare {
+		t.Fatalf("spare %d not taken (init %d)", spare, c.Pid())
+	}
+	if st, err := c.Wait(context.Background()); err != nil || st.Code != 0 || strings.TrimSpace(out.String()) != "late" {
+		t.Fatalf("%v %v %q", st, err, out.String())
+	}
+}
+
+// Starts that need an init made for them (joining a network namespace)
+// leave the spare alone.
+func TestSpareNotForJoinedNetNS(t *testing.T) {
+	spare := withSpares(t)
+	a := startT(t, newConfig(t, sh("sleep 100")), Stdio{})
+	cfg := newConfig(t, sh("true"))
+	cfg.NetNS = fmt.Sprintf("/proc/%d/ns/net", a.Main().Pid())
+	c := startSpare(t, cfg, Stdio{}, StartOptions{})
+	if c.Pid() == spare {
+		t.Fatal("a start joining a network namespace took the spare")
+	}
+	if _, err := c.Wait(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got := readySpare(t); got != spare {
+		t.Errorf("spare %d replaced by %d", spare, got)
+	}
+}
