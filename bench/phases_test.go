@@ -10,7 +10,7 @@ import (
 	"github.com/berthrt/berth"
 )
 
-// BenchmarkBerthRunTruePhases is BenchmarkBerthRunTrue split into its
+// BenchmarkBerthRunTruePhases is BenchmarkBerthRunTrueBusybox split into its
 // steps (median of each): where a start's time goes.
 func BenchmarkBerthRunTruePhases(b *testing.B) {
 	rt := newRuntime(b)

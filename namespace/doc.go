@@ -160,7 +160,8 @@
 // cpu=<µs> flt=<n> <step>", with the process's CPU time and minor faults
 // so far: config ready, init spawned or spare taken, prestart done, hook
 // entered, config received, rootfs mounted, go received, sealed, process
-// forked, started, process exited, init reaped with the init's CPU time),
+// forked, started, process exited, init reaped with the init's CPU time
+// (initcpu=<µs>, its children's included)),
 // so the time between any two steps of many starts can be read off
 // (bench/run.sh says how). Without it nothing is written and nothing is
 // opened.

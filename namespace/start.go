@@ -704,7 +704,7 @@ func (p *Process) waitLoop() {
 		tr.mark("status received")
 		st, err := p.reaped()
 		if tr != nil {
-			tr.mark("init reaped, init cpu=" + strconv.FormatInt(cpuMicros(p.c.cmd.ProcessState.SysUsage()), 10))
+			tr.mark("init reaped initcpu=" + strconv.FormatInt(cpuMicros(p.c.cmd.ProcessState.SysUsage()), 10))
 		}
 		tr.close()
 		switch {
