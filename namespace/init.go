@@ -62,6 +62,7 @@ type initState struct {
 	mfds       map[string]*os.File // mounts from the owner (idmap.go)
 	root       string              // the rootfs before pivot_root: RootDir, or a path to it
 
+	spare        bool // started ahead of need, from an idle-class thread (spare.go)
 	loopbackDone bool // lo is up already (a spare does it while it waits)
 }
 
@@ -95,6 +96,7 @@ func runInit() {
 
 	s := &initState{}
 	if len(os.Args) > 1 && os.Args[1] == spareArg {
+		s.spare = true
 		s.loopbackDone = spareBoot(len(os.Args) > 2 && os.Args[2] == spareNewNet)
 	}
 	c, err := connFromFile(os.NewFile(3, "berth-ctl"))
@@ -463,6 +465,9 @@ func (sv *supervisor) run() {
 	close(w.ready)
 
 	time.AfterFunc(shrinkDelay, shrink)
+	if s.spare {
+		go func() { _ = wakeThreads("/proc/self/task") }()
+	}
 	go sv.reaper()
 	go sv.forwardSignals()
 	go sv.serveConn(s.owner, true)

@@ -214,8 +214,15 @@ func setSched(tid, policy int) error {
 // wake returns every thread of the spare to the normal scheduling class,
 // before it is given work.
 func (sp *spareInit) wake() error {
-	pid := sp.cmd.Process.Pid
-	tasks, err := os.ReadDir("/proc/" + strconv.Itoa(pid) + "/task")
+	return wakeThreads("/proc/" + strconv.Itoa(sp.cmd.Process.Pid) + "/task")
+}
+
+// wakeThreads returns every thread listed in the /proc task directory dir
+// to the normal scheduling class. A thread the spare makes while the list
+// is read may be missed: the init runs it once more on itself after its
+// process started (see supervisor.run).
+func wakeThreads(dir string) error {
+	tasks, err := os.ReadDir(dir)
 	if err != nil {
 		return err
 	}

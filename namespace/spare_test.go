@@ -237,3 +237,55 @@ func TestSpareNotForJoinedNetNS(t *testing.T) {
 		t.Errorf("spare %d replaced by %d", spare, got)
 	}
 }
+
+// threadPolicies lists the scheduling policy of each thread of pid
+// (field 41 of /proc/<pid>/task/<tid>/stat).
+func threadPolicies(t *testing.T, pid int) []int {
+	t.Helper()
+	dir := fmt.Sprintf("/proc/%d/task", pid)
+	tasks, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []int
+	for _, task := range tasks {
+		b, err := os.ReadFile(filepath.Join(dir, task.Name(), "stat"))
+		if err != nil {
+			continue
+		}
+		s := string(b)
+		fields := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+		p, err := strconv.Atoi(fields[41-3])
+		if err != nil {
+			t.Fatalf("%s: %q", task.Name(), s)
+		}
+		out = append(out, p)
+	}
+	return out
+}
+
+// A spare boots in the idle scheduling class, so it only takes CPU time
+// nobody else wants; taken, every thread of it is back in the normal class,
+// and so is the container's process.
+func TestSpareSchedulingClass(t *testing.T) {
+	spare := withSpares(t)
+	for _, p := range threadPolicies(t, spare) {
+		if p != unix.SCHED_IDLE {
+			t.Errorf("spare thread in policy %d, want SCHED_IDLE (%d)", p, unix.SCHED_IDLE)
+		}
+	}
+	c := startSpare(t, newConfig(t, sh("sleep 100")), Stdio{}, StartOptions{})
+	if c.Pid() != spare {
+		t.Fatalf("spare %d not taken (init %d)", spare, c.Pid())
+	}
+	waitFor(t, func() bool {
+		for _, pid := range []int{c.Pid(), c.Main().Pid()} {
+			for _, p := range threadPolicies(t, pid) {
+				if p != unix.SCHED_NORMAL {
+					return false
+				}
+			}
+		}
+		return true
+	})
+}
