@@ -64,8 +64,8 @@ var spares struct {
 	idle    map[uintptr]*spareInit
 	filling map[uintptr]bool
 	gen     int       // DiscardSpares bumps it: a fill of an older generation ends its spare
-	fills   int       // fills under way
-	filled  sync.Cond // signalled when a fill ends; L is &mu
+	fills   map[int]int // fills under way, by generation
+	filled  sync.Cond   // signalled when a fill ends; L is &mu
 }
 
 // spareFlags says whether a start of cfg may use a spare, and the key of
@@ -115,10 +115,13 @@ func fillSpare(flags uintptr) {
 		spares.idle = map[uintptr]*spareInit{}
 	}
 	spares.filling[flags] = true
-	spares.fills++
+	if spares.fills == nil {
+		spares.fills = map[int]int{}
+	}
+	spares.fills[spares.gen]++
 	gen := spares.gen
 	go func() {
-		defer fillDone()
+		defer fillDone(gen)
 		// Spawned from a thread of the idle class, the spare and every
 		// thread it makes boot only on CPU time nobody else wants: its
 		// boot would otherwise compete with the container just started.
@@ -140,9 +143,11 @@ func fillSpare(flags uintptr) {
 	}()
 }
 
-func fillDone() {
+func fillDone(gen int) {
 	spares.mu.Lock()
-	spares.fills--
+	if spares.fills[gen]--; spares.fills[gen] == 0 {
+		delete(spares.fills, gen)
+	}
 	spares.mu.Unlock()
 	spares.filled.Broadcast()
 }
@@ -181,7 +186,8 @@ func DiscardSpares() {
 	idle := spares.idle
 	spares.idle = nil
 	// A fill under way sees the new generation and ends its spare itself.
-	for spares.fills > 0 {
+	// Only fills begun before count: new ones may start meanwhile.
+	for olderFills() {
 		spares.filled.Wait()
 	}
 	spares.mu.Unlock()
@@ -189,6 +195,17 @@ func DiscardSpares() {
 		sp.timer.Stop()
 		sp.end()
 	}
+}
+
+// olderFills reports whether a fill begun before the current generation is
+// under way. spares.mu is held.
+func olderFills() bool {
+	for gen := range spares.fills {
+		if gen < spares.gen {
+			return true
+		}
+	}
+	return false
 }
 
 // spareBoot is the part of a spare's set-up that needs no config, done
