@@ -35,9 +35,7 @@
 // the user's process with its uid, gids, environment and working directory.
 //
 // The init stays as the container's PID 1, a supervisor: it reaps every
-// zombie (and is the only one to call wait4; a goroutine blocks in waitid
-// until a child has exited, with no SIGCHLD handling), forwards signals,
-// reports the
+// zombie (and is the only one to call wait4), forwards signals, reports the
 // exit status, and starts Exec'd processes, whose stdio arrives as file
 // descriptors over the control socket; exec therefore never needs setns.
 // When the main process exits, the supervisor exits with its status and the
@@ -161,9 +159,9 @@
 //
 // What a cold process pays for first uses is kept off that path: the
 // owner and its init talk in the binary form of wire.go, not JSON (1.3-2
-// ms); the status file is written without encoding/json; children are
-// reaped from waitid, not through os/signal (0.5-1 ms for its first use);
-// the bounding set is dropped on one thread, not with a stop-the-world per
+// ms); the status file is written without encoding/json; the init
+// registers for SIGCHLD only once its process runs (0.5-1 ms), a spare
+// while it waits; the bounding set is dropped on one thread, not with a stop-the-world per
 // capability (2.5-3 ms without cgo).
 //
 // A spare takes the first item, and the clone, off the path of the start

@@ -94,10 +94,13 @@ func runInit() {
 	markCloseOnExec(4)
 	unix.Umask(0)
 
+	// SIGCHLD reaches sigs from run on (see there): os/signal's first Notify
+	// costs 0.5-1 ms, which need not delay the container's start.
+	sigs := make(chan os.Signal, 32)
 	s := &initState{}
 	if len(os.Args) > 1 && os.Args[1] == spareArg {
 		s.spare = true
-		s.loopbackDone = spareBoot(len(os.Args) > 2 && os.Args[2] == spareNewNet)
+		s.loopbackDone = spareBoot(sigs, len(os.Args) > 2 && os.Args[2] == spareNewNet)
 	}
 	c, err := connFromFile(os.NewFile(3, "berth-ctl"))
 	if err != nil {
@@ -146,7 +149,7 @@ func runInit() {
 		s.fail("setup", err)
 	}
 	s.trace.mark("sealed")
-	sv := newSupervisor(s)
+	sv := newSupervisor(s, sigs)
 	sv.run()
 }
 
@@ -357,17 +360,17 @@ type spawnResult struct {
 
 type supervisor struct {
 	s       *initState
-	forked  chan struct{} // poked after each fork: the reaper may wait again
+	sigs    chan os.Signal
 	spawnCh chan spawnReq
 	reapMu  chan struct{} // a lock that fork and wait4 both take
 	main    *proc
 	procs   map[int]*proc
 }
 
-func newSupervisor(s *initState) *supervisor {
+func newSupervisor(s *initState, sigs chan os.Signal) *supervisor {
 	sv := &supervisor{
 		s:       s,
-		forked:  make(chan struct{}, 1),
+		sigs:    sigs,
 		spawnCh: make(chan spawnReq),
 		reapMu:  make(chan struct{}, 1),
 		procs:   map[int]*proc{},
@@ -409,12 +412,6 @@ func (sv *supervisor) spawn(sp *spawnSpec, w *watcher) (*proc, error) {
 		sv.procs[pid] = p
 	}
 	sv.unlock()
-	if err == nil {
-		select {
-		case sv.forked <- struct{}{}:
-		default:
-		}
-	}
 	sp.closeChildFiles()
 	if err != nil {
 		if sp.master != nil {
@@ -468,6 +465,10 @@ func (sv *supervisor) run() {
 	if s.spare {
 		go func() { _ = wakeThreads("/proc/self/task") }()
 	}
+	// Registered only now that the process runs and the owner knows it (a
+	// spare registered while it waited): a SIGCHLD before this is dropped,
+	// but the reaper's first pass reaps whatever exited before it.
+	signal.Notify(sv.sigs, unix.SIGCHLD)
 	go sv.reaper()
 	go sv.forwardSignals()
 	go sv.serveConn(s.owner, true)
@@ -481,25 +482,15 @@ func (sv *supervisor) run() {
 	}
 }
 
-// reaper reaps every child of the init, its own and orphans: it blocks in
-// waitid until one has exited, without reaping it, then reaps under the
-// lock that fork takes too, so a pid is always registered before its exit
-// is seen. Waiting in the kernel costs a blocked thread and nothing per
-// exit; SIGCHLD through os/signal costs its first registration (0.5-1 ms)
-// and several wake-ups per exit.
+// reaper reaps every child of the init, its own and orphans, on each
+// SIGCHLD. (A goroutine blocked in waitid would be cheaper per exit, but it
+// holds the init's only P in a system call: whatever became runnable
+// meanwhile, the exit status to send included, would wait for sysmon to
+// take the P back, up to 10 ms once the runtime has been idle.)
 func (sv *supervisor) reaper() {
-	for {
-		var info unix.Siginfo
-		err := unix.Waitid(unix.P_ALL, 0, &info, unix.WEXITED|unix.WNOWAIT, nil)
-		switch err {
-		case nil:
-			sv.reapAll()
-		case unix.EINTR:
-		case unix.ECHILD:
-			<-sv.forked // no children: wait for the next fork
-		default:
-			sv.s.fail("wait for children", os.NewSyscallError("waitid", err))
-		}
+	sv.reapAll()
+	for range sv.sigs {
+		sv.reapAll()
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"os/exec"
+	"os/signal"
 	"runtime"
 	"strconv"
 	"sync"
@@ -63,7 +64,7 @@ var spares struct {
 	mu      sync.Mutex
 	idle    map[uintptr]*spareInit
 	filling map[uintptr]bool
-	gen     int       // DiscardSpares bumps it: a fill of an older generation ends its spare
+	gen     int         // DiscardSpares bumps it: a fill of an older generation ends its spare
 	fills   map[int]int // fills under way, by generation
 	filled  sync.Cond   // signalled when a fill ends; L is &mu
 }
@@ -213,9 +214,15 @@ func olderFills() bool {
 //   - the mount tree becomes a slave of the owner's, which keeps it current
 //     (mounts and unmounts on the host reach it) and sends nothing back;
 //   - lo is set up when its network namespace is new (newNet); it reports
-//     whether it did.
-func spareBoot(newNet bool) (loopback bool) {
+//     whether it did;
+//   - SIGCHLD is registered on sigs now rather than once the process runs
+//     (os/signal's first use is costly). The reaper reads sigs only once
+//     the container's process runs. Signals that are forwarded to the
+//     container's process are not registered: until then, they end the
+//     spare as they would any process.
+func spareBoot(sigs chan<- os.Signal, newNet bool) (loopback bool) {
 	_ = unix.Mount("", "/", "", unix.MS_REC|unix.MS_SLAVE, "")
+	signal.Notify(sigs, unix.SIGCHLD)
 	return newNet && loopbackUp() == nil
 }
 
