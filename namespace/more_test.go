@@ -303,9 +303,11 @@ func TestRlimits(t *testing.T) {
 	}
 }
 
-// A bind with "rslave" receives mounts made later on the host; the rest of
-// the container's mounts stay private.
-func TestMountPropagation(t *testing.T) {
+// sharedMount makes a shared tmpfs mount in a temporary directory, with an
+// empty directory sub in it, and returns its path; the test's end
+// unmounts it and whatever was mounted on sub.
+func sharedMount(t *testing.T) string {
+	t.Helper()
 	src := filepath.Join(t.TempDir(), "src")
 	if err := os.Mkdir(src, 0o755); err != nil {
 		t.Fatal(err)
@@ -320,6 +322,13 @@ func TestMountPropagation(t *testing.T) {
 	if err := os.Mkdir(src+"/sub", 0o755); err != nil {
 		t.Fatal(err)
 	}
+	return src
+}
+
+// A bind with "rslave" receives mounts made later on the host; the rest of
+// the container's mounts stay private.
+func TestMountPropagation(t *testing.T) {
+	src := sharedMount(t)
 	cfg := newConfig(t, sh(`echo ready; while [ ! -e /shared/sub/marker ]; do sleep 0.02; done; echo seen; mount -t tmpfs x /shared/sub 2>&1 || true`))
 	cfg.Mounts = []mount.Mount{{Type: "bind", Source: src, Target: "/shared", Options: []string{"rbind", "rslave"}}}
 	cfg.Process.Capabilities = append(append([]string(nil), DefaultCapabilities...), "CAP_SYS_ADMIN")
@@ -506,6 +515,21 @@ func TestPasswdFIFO(t *testing.T) {
 // StartOptions.CgroupFD: the init is created in a cgroup v2 directory
 // (CLONE_INTO_CGROUP), and clone creates its cgroup namespace there.
 func TestCgroupFD(t *testing.T) {
+	dir, f := cgroupV2Dir(t, "fd")
+	cfg := newConfig(t, sh(`grep '^0::' /proc/self/cgroup; sleep 100`))
+	var out lockedBuffer
+	c, err := Start(context.Background(), cfg, Stdio{Stdout: &out}, StartOptions{CgroupFD: int(f.Fd())})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	checkCgroupV2(t, c, &out, dir)
+}
+
+// cgroupV2Dir makes a cgroup v2 directory for the test (skipping it on a
+// host without a v2 hierarchy) and opens it.
+func cgroupV2Dir(t *testing.T, name string) (string, *os.File) {
+	t.Helper()
 	base := "/sys/fs/cgroup/unified"
 	var st unix.Statfs_t
 	if err := unix.Statfs("/sys/fs/cgroup", &st); err == nil && st.Type == unix.CGROUP2_SUPER_MAGIC {
@@ -514,7 +538,7 @@ func TestCgroupFD(t *testing.T) {
 	if err := unix.Statfs(base, &st); err != nil || st.Type != unix.CGROUP2_SUPER_MAGIC {
 		t.Skip("no cgroup v2 hierarchy")
 	}
-	dir := fmt.Sprintf("%s/berth-nstest-fd-%d", base, os.Getpid())
+	dir := fmt.Sprintf("%s/berth-nstest-%s-%d", base, name, os.Getpid())
 	if err := os.Mkdir(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -523,14 +547,15 @@ func TestCgroupFD(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
-	cfg := newConfig(t, sh(`grep '^0::' /proc/self/cgroup; sleep 100`))
-	var out lockedBuffer
-	c, err := Start(context.Background(), cfg, Stdio{Stdout: &out}, StartOptions{CgroupFD: int(f.Fd())})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = c.Close() })
+	t.Cleanup(func() { f.Close() })
+	return dir, f
+}
+
+// checkCgroupV2 checks that c, whose process printed its /proc/self/cgroup
+// v2 line to out, runs in dir with its cgroup namespace rooted there, then
+// kills it.
+func checkCgroupV2(t *testing.T, c *Container, out *lockedBuffer, dir string) {
+	t.Helper()
 	waitFor(t, func() bool { return strings.Contains(out.String(), "\n") })
 	if got := strings.TrimSpace(out.String()); got != "0::/" {
 		t.Errorf("inside: %q, want the cgroup namespace rooted at the container's cgroup", got)

@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -102,42 +101,14 @@ func TestSpareStart(t *testing.T) {
 // A spare was not cloned into the container's cgroup v2 directory: Start
 // moves it there, and its cgroup namespace is rooted there.
 func TestSpareCgroupFD(t *testing.T) {
-	base := "/sys/fs/cgroup/unified"
-	var st unix.Statfs_t
-	if err := unix.Statfs("/sys/fs/cgroup", &st); err == nil && st.Type == unix.CGROUP2_SUPER_MAGIC {
-		base = "/sys/fs/cgroup"
-	}
-	if err := unix.Statfs(base, &st); err != nil || st.Type != unix.CGROUP2_SUPER_MAGIC {
-		t.Skip("no cgroup v2 hierarchy")
-	}
-	dir := fmt.Sprintf("%s/berth-nstest-spare-%d", base, os.Getpid())
-	if err := os.Mkdir(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = os.Remove(dir) })
-	f, err := os.Open(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
+	dir, f := cgroupV2Dir(t, "spare")
 	spare := withSpares(t)
 	var out lockedBuffer
 	c := startSpare(t, newConfig(t, sh(`grep '^0::' /proc/self/cgroup; sleep 100`)), Stdio{Stdout: &out}, StartOptions{CgroupFD: int(f.Fd())})
 	if c.Pid() != spare {
 		t.Fatalf("spare %d not taken (init %d)", spare, c.Pid())
 	}
-	waitFor(t, func() bool { return strings.Contains(out.String(), "\n") })
-	if got := strings.TrimSpace(out.String()); got != "0::/" {
-		t.Errorf("inside: %q, want the cgroup namespace rooted at the container's cgroup", got)
-	}
-	procs, _ := os.ReadFile(dir + "/cgroup.procs")
-	if !strings.Contains(string(procs), strconv.Itoa(c.Pid())) {
-		t.Errorf("supervisor %d not in %s: %q", c.Pid(), dir, procs)
-	}
-	_ = c.Signal(syscall.SIGKILL)
-	if _, err := c.Wait(context.Background()); err != nil {
-		t.Fatal(err)
-	}
+	checkCgroupV2(t, c, &out, dir)
 }
 
 // DiscardSpares ends the spares and reaps them before it returns.
@@ -185,20 +156,7 @@ func TestSpareDead(t *testing.T) {
 // A spare's mount tree is a slave of the host's: what is mounted on a
 // shared host mount after the spare started is there for its container.
 func TestSpareSeesLaterMounts(t *testing.T) {
-	src := filepath.Join(t.TempDir(), "src")
-	if err := os.Mkdir(src, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := unix.Mount("tmpfs", src, "tmpfs", 0, "size=1m"); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = mount.UnmountAll(src+"/sub", unix.MNT_DETACH); _ = mount.UnmountAll(src, unix.MNT_DETACH) })
-	if err := unix.Mount("", src, "", unix.MS_SHARED, ""); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Mkdir(src+"/sub", 0o755); err != nil {
-		t.Fatal(err)
-	}
+	src := sharedMount(t)
 	spare := withSpares(t)
 	// Mounted after the spare's mount namespace was made.
 	if err := unix.Mount("tmpfs", src+"/sub", "tmpfs", 0, "size=1m"); err != nil {
