@@ -12,7 +12,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/creack/pty"
 	"golang.org/x/sys/unix"
 )
 
@@ -199,7 +198,7 @@ func (s *initState) setup(stdio [3]*os.File) error {
 		return err
 	}
 	if sp.tty {
-		master, slave, err := pty.Open()
+		master, slave, err := openPTY()
 		if err != nil {
 			return stepErr("open pty", err)
 		}
@@ -651,7 +650,7 @@ func (sv *supervisor) serveConn(c *conn, owner bool) {
 			}
 		case "resize":
 			if bound != nil && bound.master != nil {
-				_ = pty.Setsize(bound.master, &pty.Winsize{Cols: m.Width, Rows: m.Height})
+				_ = setWinsize(bound.master, m.Width, m.Height)
 			}
 		}
 		closeFiles(files)
@@ -697,7 +696,7 @@ func (sv *supervisor) exec(c *conn, m *message, files []*os.File) (*proc, error)
 	}
 	if sp.tty {
 		closeFiles(stdio[:])
-		master, slave, err := pty.Open()
+		master, slave, err := openPTY()
 		if err != nil {
 			return nil, stepErr("open pty", err)
 		}
