@@ -6,11 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
+	"path"
 	"strings"
 	"syscall"
 
-	"github.com/moby/sys/user"
 	"golang.org/x/sys/unix"
 )
 
@@ -60,40 +59,39 @@ func prepare(pc ProcessConfig, inherit *ProcessConfig) (*spawnSpec, error) {
 	}
 	sp := &spawnSpec{argv: pc.Args, tty: pc.Terminal}
 
-	defaults := user.ExecUser{Home: "/"}
-	u, err := user.GetExecUserPath(pc.User, &defaults, userFile("/etc/passwd"), userFile("/etc/group"))
+	u, err := lookupUser(pc.User, userFile("/etc/passwd"), userFile("/etc/group"))
 	if err != nil {
 		return nil, &SetupError{Step: "resolve user " + pc.User, Err: err, Code: 125}
 	}
-	if u.Uid == 0 && u.Home == "/" && pc.User == "" {
-		u.Home = "/root"
+	if u.uid == 0 && u.home == "/" && pc.User == "" {
+		u.home = "/root"
 	}
-	groups := u.Sgids
+	groups := u.sgids
 	if len(pc.AdditionalGroups) > 0 {
-		extra, err := user.GetAdditionalGroupsPath(pc.AdditionalGroups, userFile("/etc/group"))
+		extra, err := lookupGroups(pc.AdditionalGroups, userFile("/etc/group"))
 		if err != nil {
 			return nil, &SetupError{Step: "resolve groups", Err: err, Code: 125}
 		}
 		groups = append(groups, extra...)
 	}
-	sp.cred = &syscall.Credential{Uid: uint32(u.Uid), Gid: uint32(u.Gid), Groups: make([]uint32, 0, len(groups))}
+	sp.cred = &syscall.Credential{Uid: uint32(u.uid), Gid: uint32(u.gid), Groups: make([]uint32, 0, len(groups))}
 	for _, g := range groups {
 		sp.cred.Groups = append(sp.cred.Groups, uint32(g))
 	}
 
 	env := append([]string(nil), pc.Env...)
-	path := DefaultPath
+	search := DefaultPath
 	hasHome := false
 	for _, kv := range env {
 		if strings.HasPrefix(kv, "HOME=") {
 			hasHome = true
 		}
 		if v, ok := strings.CutPrefix(kv, "PATH="); ok {
-			path = v
+			search = v
 		}
 	}
 	if !hasHome {
-		env = append(env, "HOME="+u.Home)
+		env = append(env, "HOME="+u.home)
 	}
 	sp.env = env
 
@@ -101,14 +99,14 @@ func prepare(pc ProcessConfig, inherit *ProcessConfig) (*spawnSpec, error) {
 	if sp.dir == "" {
 		sp.dir = "/"
 	}
-	if !filepath.IsAbs(sp.dir) {
+	if !path.IsAbs(sp.dir) {
 		sp.dir = "/" + sp.dir
 	}
 	if err := os.MkdirAll(sp.dir, 0o755); err != nil {
 		return nil, &SetupError{Step: "create working directory " + sp.dir, Err: err, Code: 125}
 	}
 
-	sp.path, err = lookPath(pc.Args[0], path, sp.dir)
+	sp.path, err = lookPath(pc.Args[0], search, sp.dir)
 	if err != nil {
 		return nil, err
 	}
@@ -122,16 +120,18 @@ func userFile(p string) string {
 	if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() {
 		return p
 	}
-	return "/nonexistent/" + filepath.Base(p)
+	return "/nonexistent/" + path.Base(p)
 }
 
-// lookPath finds the command like a shell does. Not found gives 127, found
-// but not executable 126.
-func lookPath(name, path, dir string) (string, error) {
+// lookPath finds the command like a shell does, in the colon-separated
+// directories of search. Not found gives 127, found but not executable 126.
+// Paths are the container's, always slash-separated: package path, not
+// path/filepath, does their arithmetic.
+func lookPath(name, search, dir string) (string, error) {
 	if strings.Contains(name, "/") {
 		p := name
-		if !filepath.IsAbs(p) {
-			p = filepath.Join(dir, p)
+		if !path.IsAbs(p) {
+			p = path.Join(dir, p)
 		}
 		fi, err := os.Stat(p)
 		if err != nil {
@@ -143,13 +143,17 @@ func lookPath(name, path, dir string) (string, error) {
 		return p, nil
 	}
 	var nonExec string
-	for _, d := range filepath.SplitList(path) {
+	var dirs []string
+	if search != "" { // as filepath.SplitList: an empty PATH has no entries, not one ""
+		dirs = strings.Split(search, ":")
+	}
+	for _, d := range dirs {
 		if d == "" {
 			d = "."
 		}
-		p := filepath.Join(d, name)
-		if !filepath.IsAbs(p) {
-			p = filepath.Join(dir, p)
+		p := path.Join(d, name)
+		if !path.IsAbs(p) {
+			p = path.Join(dir, p)
 		}
 		fi, err := os.Stat(p)
 		if err != nil || fi.IsDir() {
