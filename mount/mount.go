@@ -12,7 +12,7 @@ package mount
 import (
 	"fmt"
 	"os"
-	"path/filepath"
+	"path"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -123,8 +123,8 @@ func (m Mount) IsBind() bool {
 // kernel ignores MS_RDONLY on the first call.
 func (m Mount) Mount(root string) error {
 	target := m.Target
-	if root != "" && !filepath.IsAbs(target) {
-		target = filepath.Join(root, target)
+	if root != "" && !path.IsAbs(target) {
+		target = path.Join(root, target)
 	}
 	flags, prop, data := ParseOptions(m.Options)
 	typ := m.Type
@@ -171,8 +171,8 @@ func All(mounts []Mount, root string) error {
 }
 
 func resolve(target, root string) string {
-	if root != "" && !filepath.IsAbs(target) {
-		return filepath.Join(root, target)
+	if root != "" && !path.IsAbs(target) {
+		return path.Join(root, target)
 	}
 	return target
 }
@@ -214,7 +214,7 @@ func MkdirTarget(m Mount, root string) error {
 	target := resolve(m.Target, root)
 	if m.IsBind() {
 		if fi, err := os.Stat(m.Source); err == nil && !fi.IsDir() {
-			if err := os.MkdirAll(filepath.Dir(target), 0o755); err != nil {
+			if err := os.MkdirAll(path.Dir(target), 0o755); err != nil {
 				return err
 			}
 			f, err := os.OpenFile(target, os.O_CREATE|os.O_RDONLY, 0o644)

@@ -142,14 +142,19 @@
 //   - the re-executed binary's Go runtime and package initialisation before
 //     this package's hook runs: 8.5-10 ms for bench's 16 MB test binary
 //     (about 360 page faults), 2-3 ms more when it is built with cgo. Go
-//     initialises, before this package, every package it imports and every
-//     package that sorts before it and is ready earlier: any import that
-//     sorts late (golang.org/x/sys/unix, path/filepath) lets every ready
-//     github.com package go first. This package imports nothing it can do
-//     without (not net: its control sockets are raw non-blocking fds on the
-//     runtime's poller), and berth's own packages do no work at init. An
-//     init written against os and syscall alone would run about 2-4 ms
-//     earlier (measured with an empty hook); that rewrite is not done;
+//     initialises, before this package, every package it imports and, as
+//     they become ready, every package whose path sorts before the
+//     latest-sorting of those imports that has work at init. That is why
+//     this package avoids path/filepath, os/exec, creack/pty and
+//     moby/sys/user (each imports path/filepath, which sorts at "p"): with
+//     them, net/http and everything under github.com/, google.golang.org/,
+//     k8s.io/ of the owning program initialised before every container's
+//     init could start (TestInitOrder pins it). What is left before the
+//     hook is golang.org/x/sys/unix (anything sorting before "golang.org"
+//     and ready goes first) and the packages of the standard library the
+//     runtime needs anyway; an init written against os and syscall alone
+//     would remove the former, about 2-4 ms here (measured with an empty
+//     hook); that rewrite is not done;
 //   - the kernel's creation and teardown of the namespaces: about 4 ms
 //     (`unshare -mpfniuC true` against `unshare true`), half of it at the
 //     init's exit, which Wait includes;

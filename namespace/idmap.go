@@ -41,7 +41,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
+	"path"
 	"strconv"
 	"strings"
 
@@ -232,7 +232,7 @@ func prepareMounts(cfg *Config, pid int) (out []mountFD, err error) {
 		defer unix.Close(fd)
 		userns = fd
 	}
-	rootDir, err := filepath.Abs(cfg.RootDir)
+	rootDir, err := absPath(cfg.RootDir)
 	if err != nil {
 		return nil, err
 	}
@@ -247,7 +247,7 @@ func prepareMounts(cfg *Config, pid int) (out []mountFD, err error) {
 	switch {
 	case len(cfg.Rootfs) == 0:
 		root, err = cloneTree(rootDir, true, 0, userns)
-	case len(cfg.Rootfs) == 1 && (cfg.Rootfs[0].Target == "" || filepath.Clean(cfg.Rootfs[0].Target) == rootDir):
+	case len(cfg.Rootfs) == 1 && (cfg.Rootfs[0].Target == "" || path.Clean(cfg.Rootfs[0].Target) == rootDir):
 		m := cfg.Rootfs[0]
 		flags, _, _ := mount.ParseOptions(m.Options)
 		switch {
@@ -393,4 +393,17 @@ func (c *Config) validateMapRootfs() error {
 		return fmt.Errorf("container %s: MapRootfs needs uid and gid 0 mapped: %w", c.ID, errdefs.ErrInvalid)
 	}
 	return nil
+}
+
+// absPath is filepath.Abs for Linux paths (this package keeps clear of
+// path/filepath: see TestInitDependencies).
+func absPath(p string) (string, error) {
+	if path.IsAbs(p) {
+		return path.Clean(p), nil
+	}
+	wd, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	return path.Join(wd, p), nil
 }

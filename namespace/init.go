@@ -88,6 +88,8 @@ func runInit() {
 	entered := time.Now()
 	// Nobody in the container may ptrace us or open /proc/1/exe, fd, mem.
 	_ = unix.Prctl(unix.PR_SET_DUMPABLE, 0, 0, 0, 0)
+	// The view of the binary we were executed from has done its job.
+	_ = unix.Close(initExeFD)
 	// Descriptors the owner leaked to us (anything past the control socket
 	// not opened close-on-exec) must not reach the container's processes.
 	markCloseOnExec(4)

@@ -162,6 +162,37 @@ func TestDependencies(t *testing.T) {
 	}
 }
 
+// TestInitOrder: the hook (this package's init) runs before the packages
+// of the program that do not need to run first. Go initialises, among the
+// packages whose imports are done, the one whose path sorts first; so if
+// this package imported a package with work at init that sorts late
+// (path/filepath, which os/exec, creack/pty and moby/sys/user import),
+// every package of the program sorting before that one (net/http, and
+// most of a big program's: github.com/..., google.golang.org/..., k8s.io/...)
+// would initialise first, in every container's init. A program importing
+// net/http, run as an init with GODEBUG=inittrace=1, must not print
+// net/http's initialisation before the hook ends it.
+func TestInitOrder(t *testing.T) {
+	bin := filepath.Join(t.TempDir(), "initorder")
+	if out, err := exec.Command("go", "build", "-o", bin, "./testdata/initorder").CombinedOutput(); err != nil {
+		t.Skipf("go build: %v\n%s", err, out)
+	}
+	cmd := &exec.Cmd{Path: bin, Args: []string{initArg0}, Env: []string{"GODEBUG=inittrace=1"}}
+	out, err := cmd.CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 125 {
+		t.Fatalf("the init without a control socket: %v (want exit status 125)\n%s", err, out)
+	}
+	if !strings.Contains(string(out), "init golang.org/x/sys/unix @") {
+		t.Fatalf("no init trace:\n%s", out)
+	}
+	for _, late := range []string{"net/http", "path/filepath"} {
+		if strings.Contains(string(out), "init "+late+" @") {
+			t.Errorf("%s was initialised before the hook ran:\n%s", late, out)
+		}
+	}
+}
+
 func TestUserNamespace(t *testing.T) {
 	cfg := newConfig(t, sh(`id -u; cat /proc/self/uid_map; grep CapEff /proc/self/status; touch /tmp/f && stat -c %u /tmp/f; hostname`))
 	cfg.Namespaces = append(append([]Namespace(nil), DefaultNamespaces...), NamespaceUser)

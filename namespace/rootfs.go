@@ -6,7 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
+	"path"
 	"strconv"
 	"strings"
 
@@ -34,7 +34,7 @@ func inRoot(root, p string) (string, error) {
 		case "", ".":
 			continue
 		case "..":
-			resolved = filepath.Dir("/" + resolved)
+			resolved = path.Dir("/" + resolved)
 			if resolved == "/" {
 				resolved = ""
 			}
@@ -48,7 +48,7 @@ func inRoot(root, p string) (string, error) {
 				if rest != "" {
 					resolved += "/" + rest
 				}
-				return filepath.Join(root, filepath.Clean("/"+resolved)), nil
+				return path.Join(root, path.Clean("/"+resolved)), nil
 			}
 			continue
 		}
@@ -60,12 +60,12 @@ func inRoot(root, p string) (string, error) {
 		if err != nil {
 			return "", err
 		}
-		if filepath.IsAbs(dest) {
+		if path.IsAbs(dest) {
 			resolved = ""
 		}
 		rest = dest + "/" + rest
 	}
-	return filepath.Join(root, filepath.Clean("/"+resolved)), nil
+	return path.Join(root, path.Clean("/"+resolved)), nil
 }
 
 func mountErr(step string, err error) error { return stepErr(step, err) }
@@ -94,7 +94,7 @@ func touchIn(root, p string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	if err := os.MkdirAll(filepath.Dir(t), 0o755); err != nil {
+	if err := os.MkdirAll(path.Dir(t), 0o755); err != nil {
 		return "", err
 	}
 	f, err := os.OpenFile(t, os.O_CREATE|os.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o644)

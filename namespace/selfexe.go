@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"strconv"
 	"sync"
 
 	"golang.org/x/sys/unix"
@@ -25,17 +24,27 @@ import (
 // mount_setattr) fall back to a sealed memfd copy of the binary, which costs
 // the binary's size in memory once per process.
 //
-// The view is made once per process, on the first Start.
+// The view is made once per process, on the first Start, and each init
+// gets it as its descriptor initExeFD: the path Start executes,
+// initExePath, names that descriptor in the child, where nothing else can
+// be on it. (A path naming the owner's own descriptor number can be
+// clobbered in the child: os.StartProcess moves descriptors above the
+// highest it passes before placing them, and one such move landed on it.)
 var selfExe struct {
 	once sync.Once
-	path string
 	kind string // "ro-bind" or "memfd"
 	f    *os.File
 	err  error
 }
 
-// initBinary returns the path Start executes the init from.
-func initBinary() (string, error) {
+const (
+	initExeFD   = 4
+	initExePath = "/proc/self/fd/4"
+)
+
+// initBinary returns the view of this program's binary that inits are
+// executed from.
+func initBinary() (*os.File, error) {
 	selfExe.once.Do(func() {
 		f, err := roBindSelf()
 		kind := "ro-bind"
@@ -47,16 +56,9 @@ func initBinary() (string, error) {
 			selfExe.err = fmt.Errorf("protecting the init binary: %w", err)
 			return
 		}
-		// Keep the descriptor clear of 0-3, which the spawned init's stdio and
-		// control socket are moved onto before the exec.
-		if fd, err := unix.FcntlInt(f.Fd(), unix.F_DUPFD_CLOEXEC, 10); err == nil {
-			f.Close()
-			f = os.NewFile(uintptr(fd), f.Name())
-		}
 		selfExe.f, selfExe.kind = f, kind
-		selfExe.path = "/proc/self/fd/" + strconv.Itoa(int(f.Fd()))
 	})
-	return selfExe.path, selfExe.err
+	return selfExe.f, selfExe.err
 }
 
 func roBindSelf() (*os.File, error) {

@@ -5,7 +5,6 @@ package namespace
 import (
 	"errors"
 	"os"
-	"os/exec"
 	"os/signal"
 	"runtime"
 	"strconv"
@@ -45,7 +44,7 @@ const (
 
 // spareInit is a spawned init waiting for its "init" message.
 type spareInit struct {
-	cmd   *exec.Cmd
+	proc  *os.Process
 	owner *conn
 	timer *time.Timer
 }
@@ -53,8 +52,8 @@ type spareInit struct {
 // end kills the spare (our child, by its pid) and reaps it.
 func (sp *spareInit) end() {
 	sp.owner.Close()
-	_ = sp.cmd.Process.Kill()
-	_ = sp.cmd.Wait()
+	_ = sp.proc.Kill()
+	_, _ = sp.proc.Wait()
 }
 
 // spares are the process's spare inits, one per namespace set (clone flags).
@@ -132,12 +131,12 @@ func fillSpare(flags uintptr) {
 			keepSpare(flags, gen, nil)
 			return
 		}
-		cmd, owner, err := spawnInit(flags, nil, -1, true)
+		proc, owner, err := spawnInit(flags, nil, -1, true)
 		if err != nil {
 			keepSpare(flags, gen, nil)
 			return
 		}
-		sp := &spareInit{cmd: cmd, owner: owner}
+		sp := &spareInit{proc: proc, owner: owner}
 		if !keepSpare(flags, gen, sp) {
 			sp.end()
 		}
@@ -238,7 +237,7 @@ func setSched(tid, policy int) error {
 // wake returns every thread of the spare to the normal scheduling class,
 // before it is given work.
 func (sp *spareInit) wake() error {
-	return wakeThreads("/proc/" + strconv.Itoa(sp.cmd.Process.Pid) + "/task")
+	return wakeThreads("/proc/" + strconv.Itoa(sp.proc.Pid) + "/task")
 }
 
 // wakeThreads returns every thread listed in the /proc task directory dir

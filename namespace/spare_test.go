@@ -40,7 +40,7 @@ func readySpare(t *testing.T) int {
 		spares.mu.Lock()
 		defer spares.mu.Unlock()
 		for _, sp := range spares.idle {
-			pid = sp.cmd.Process.Pid
+			pid = sp.proc.Pid
 			return true
 		}
 		return false

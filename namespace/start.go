@@ -10,8 +10,7 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
-	"path/filepath"
+	"path"
 	"runtime"
 	"strconv"
 	"strings"
@@ -60,10 +59,10 @@ type Container struct {
 	id    string
 	pid   int // host pid of the supervisor
 	main  *Process
-	cmd   *exec.Cmd // owner only
-	owner *conn     // owner only: the connection whose end kills the container
-	ctl   string    // control socket path, "" without
-	dir   string    // ControlDir
+	proc  *os.Process // owner only: the supervisor, our child
+	owner *conn       // owner only: the connection whose end kills the container
+	ctl   string      // control socket path, "" without
+	dir   string      // ControlDir
 	mu    sync.Mutex
 
 	detached bool
@@ -84,7 +83,7 @@ type Process struct {
 	closeAfterWait []io.Closer
 	copying        sync.WaitGroup
 	stdinDone      chan struct{}
-	reaped         func() (ExitStatus, error) // owner: wait for the supervisor process
+	reaped         func() (*os.ProcessState, error) // owner: wait for the supervisor process
 }
 
 // host facts, learnt once.
@@ -116,7 +115,7 @@ func hostCgroups() []cgroupMount {
 				continue
 			}
 			mp, fstype := fields[4], fields[sep+1]
-			if (fstype != "cgroup" && fstype != "cgroup2") || filepath.Dir(mp) != "/sys/fs/cgroup" {
+			if (fstype != "cgroup" && fstype != "cgroup2") || path.Dir(mp) != "/sys/fs/cgroup" {
 				continue
 			}
 			var opts []string
@@ -128,7 +127,7 @@ func hostCgroups() []cgroupMount {
 			if fstype == "cgroup2" {
 				opts = nil
 			}
-			hostOnce.cg = append(hostOnce.cg, cgroupMount{Dir: filepath.Base(mp), Type: fstype, Options: strings.Join(opts, ",")})
+			hostOnce.cg = append(hostOnce.cg, cgroupMount{Dir: path.Base(mp), Type: fstype, Options: strings.Join(opts, ",")})
 		}
 	})
 	return hostOnce.cg
@@ -328,14 +327,14 @@ func Start(ctx context.Context, cfg *Config, stdio Stdio, opts StartOptions) (*C
 		if err := os.MkdirAll(cfg.ControlDir, 0o700); err != nil {
 			return nil, cleanupStart(pl, tmpClose, err)
 		}
-		sf, err := os.OpenFile(filepath.Join(cfg.ControlDir, "status.json"), os.O_RDWR|os.O_CREATE|os.O_TRUNC|unix.O_CLOEXEC, 0o600)
+		sf, err := os.OpenFile(path.Join(cfg.ControlDir, "status.json"), os.O_RDWR|os.O_CREATE|os.O_TRUNC|unix.O_CLOEXEC, 0o600)
 		if err != nil {
 			return nil, cleanupStart(pl, tmpClose, err)
 		}
 		tmpClose = append(tmpClose, sf)
 		extra = append(extra, sf)
 		host.StatusFD = true
-		ctlPath = filepath.Join(cfg.ControlDir, "control.sock")
+		ctlPath = path.Join(cfg.ControlDir, "control.sock")
 		_ = os.Remove(ctlPath)
 		lf, err := listenControl(ctlPath)
 		if err != nil {
@@ -363,25 +362,25 @@ func Start(ctx context.Context, cfg *Config, stdio Stdio, opts StartOptions) (*C
 	tr.mark("config ready")
 	msg := &message{Op: "init", Config: sendCfg, Host: host, Stdio: have}
 	spareKey, spareOK := spareFlags(cfg, flags, opts)
-	cmd, owner, spare, err := launchInit(cfg, flags, opts.CgroupFD, spareKey, spareOK, msg, extra)
+	proc, owner, spare, err := launchInit(cfg, flags, opts.CgroupFD, spareKey, spareOK, msg, extra)
 	closeFiles(tmpClose)
 	closeFiles(pl.closeMe)
 	if err != nil {
 		pl.abort()
 		return nil, fmt.Errorf("container %s: starting the init: %w", cfg.ID, err)
 	}
-	pid := cmd.Process.Pid
+	pid := proc.Pid
 	if spare {
 		tr.mark("spare taken")
 	} else {
 		tr.mark("init spawned")
 	}
 
-	c := &Container{id: cfg.ID, pid: pid, cmd: cmd, owner: owner, ctl: ctlPath, dir: cfg.ControlDir, detached: cfg.Detached}
+	c := &Container{id: cfg.ID, pid: pid, proc: proc, owner: owner, ctl: ctlPath, dir: cfg.ControlDir, detached: cfg.Detached}
 	abort := func(err error) (*Container, error) {
-		_ = cmd.Process.Kill()
+		_ = proc.Kill()
 		owner.Close()
-		_ = cmd.Wait()
+		_, _ = proc.Wait()
 		pl.abort()
 		return nil, err
 	}
@@ -445,15 +444,7 @@ func Start(ctx context.Context, cfg *Config, stdio Stdio, opts StartOptions) (*C
 		return abort(fmt.Errorf("container %s: unexpected message %q from the init", cfg.ID, m.Op))
 	}
 	p := newProcess(c, owner, m, files)
-	p.reaped = func() (ExitStatus, error) {
-		err := cmd.Wait()
-		ws, _ := cmd.ProcessState.Sys().(syscall.WaitStatus)
-		var ee *exec.ExitError
-		if err != nil && !errors.As(err, &ee) {
-			return ExitStatus{}, err
-		}
-		return statusFromWait(ws), nil
-	}
+	p.reaped = proc.Wait
 	c.main = p
 	p.startIO(stdio, pl)
 	tr.mark("started")
@@ -480,7 +471,7 @@ func cleanupStart(pl *stdioPlumbing, tmp []*os.File, err error) error {
 // files: a spare of spareKey when spareOK and one is ready, else one
 // spawned now with flags (cloned into the cgroup v2 directory cgroupFD when
 // that is not negative).
-func launchInit(cfg *Config, flags uintptr, cgroupFD int, spareKey uintptr, spareOK bool, msg *message, files []*os.File) (cmd *exec.Cmd, owner *conn, spare bool, err error) {
+func launchInit(cfg *Config, flags uintptr, cgroupFD int, spareKey uintptr, spareOK bool, msg *message, files []*os.File) (proc *os.Process, owner *conn, spare bool, err error) {
 	if sp := takeSpareIf(spareOK, spareKey); sp != nil {
 		// A spare was cloned without a cgroup namespace: it makes one
 		// once the owner has moved it into the container's cgroups.
@@ -490,28 +481,32 @@ func launchInit(cfg *Config, flags uintptr, cgroupFD int, spareKey uintptr, spar
 		m.Host = &host
 		if err := sp.wake(); err == nil {
 			if err := sp.owner.send(&m, files...); err == nil {
-				return sp.cmd, sp.owner, true, nil
+				return sp.proc, sp.owner, true, nil
 			}
 		}
 		sp.end() // it died: spawn one
 	}
-	cmd, owner, err = spawnInit(flags, cfg, cgroupFD, false)
+	proc, owner, err = spawnInit(flags, cfg, cgroupFD, false)
 	if err != nil {
 		return nil, nil, false, err
 	}
 	if err := owner.send(msg, files...); err != nil {
-		(&spareInit{cmd: cmd, owner: owner}).end()
+		(&spareInit{proc: proc, owner: owner}).end()
 		return nil, nil, false, fmt.Errorf("sending the container config: %w", err)
 	}
-	return cmd, owner, false, nil
+	return proc, owner, false, nil
 }
 
 // spawnInit starts this binary as an init in new namespaces (flags), with
 // the other end of the returned connection as its control socket. cfg,
 // when not nil, gives the user namespace's id maps and a network
 // namespace to join; spare marks an init started ahead of need.
-func spawnInit(flags uintptr, cfg *Config, cgroupFD int, spare bool) (*exec.Cmd, *conn, error) {
+func spawnInit(flags uintptr, cfg *Config, cgroupFD int, spare bool) (*os.Process, *conn, error) {
 	exe, err := initBinary()
+	if err != nil {
+		return nil, nil, err
+	}
+	null, err := devNull()
 	if err != nil {
 		return nil, nil, err
 	}
@@ -532,45 +527,51 @@ func spawnInit(flags uintptr, cfg *Config, cgroupFD int, spare bool) (*exec.Cmd,
 			args = append(args, spareNewNet)
 		}
 	}
-	cmd := &exec.Cmd{
-		Path: exe,
-		Args: args,
-		// One P is plenty for a supervisor; skip the runtime's cgroup probing.
-		Env:        []string{"GOMAXPROCS=1", "GODEBUG=containermaxprocs=0,updatemaxprocs=0"},
-		ExtraFiles: []*os.File{theirs},
-		SysProcAttr: &syscall.SysProcAttr{
-			Cloneflags: flags,
-			// Its own session: the owner's terminal signals are not the container's.
-			Setsid: true,
-		},
+	sys := &syscall.SysProcAttr{
+		Cloneflags: flags,
+		// Its own session: the owner's terminal signals are not the container's.
+		Setsid: true,
 	}
 	if cgroupFD >= 0 {
-		cmd.SysProcAttr.UseCgroupFD = true
-		cmd.SysProcAttr.CgroupFD = cgroupFD
+		sys.UseCgroupFD = true
+		sys.CgroupFD = cgroupFD
 	}
 	if flags&unix.CLONE_NEWUSER != 0 && cfg != nil {
 		for _, m := range cfg.UIDMappings {
-			cmd.SysProcAttr.UidMappings = append(cmd.SysProcAttr.UidMappings, syscall.SysProcIDMap{ContainerID: m.ContainerID, HostID: m.HostID, Size: m.Size})
+			sys.UidMappings = append(sys.UidMappings, syscall.SysProcIDMap{ContainerID: m.ContainerID, HostID: m.HostID, Size: m.Size})
 		}
 		for _, m := range cfg.GIDMappings {
-			cmd.SysProcAttr.GidMappings = append(cmd.SysProcAttr.GidMappings, syscall.SysProcIDMap{ContainerID: m.ContainerID, HostID: m.HostID, Size: m.Size})
+			sys.GidMappings = append(sys.GidMappings, syscall.SysProcIDMap{ContainerID: m.ContainerID, HostID: m.HostID, Size: m.Size})
 		}
-		cmd.SysProcAttr.GidMappingsEnableSetgroups = true
+		sys.GidMappingsEnableSetgroups = true
 		// Become the namespace's root before the exec, so that the init
 		// keeps its capabilities in the new user namespace.
-		cmd.SysProcAttr.Credential = &syscall.Credential{Uid: 0, Gid: 0}
+		sys.Credential = &syscall.Credential{Uid: 0, Gid: 0}
 	}
+	attr := &os.ProcAttr{
+		// One P is plenty for a supervisor; skip the runtime's cgroup probing.
+		Env:   []string{"GOMAXPROCS=1", "GODEBUG=containermaxprocs=0,updatemaxprocs=0"},
+		Files: []*os.File{null, null, null, theirs, exe}, // initExeFD is 4
+		Sys:   sys,
+	}
+	var proc *os.Process
 	if cfg != nil && cfg.NetNS != "" {
-		err = startInNetNS(cmd, cfg.NetNS)
+		proc, err = startInNetNS(initExePath, args, attr, cfg.NetNS)
 	} else {
-		err = cmd.Start()
+		proc, err = os.StartProcess(initExePath, args, attr)
 	}
 	if err != nil {
 		owner.Close()
 		return nil, nil, err
 	}
-	return cmd, owner, nil
+	return proc, owner, nil
 }
+
+// devNull is /dev/null, opened once: the stdin, stdout and stderr of every
+// init (its container's stdio arrives over the control socket).
+var devNull = sync.OnceValues(func() (*os.File, error) {
+	return os.OpenFile(os.DevNull, os.O_RDWR|syscall.O_CLOEXEC, 0)
+})
 
 // pendingError returns the init's setup error if it sent one already.
 func pendingError(owner *conn, id string) error {
@@ -587,26 +588,32 @@ func pendingError(owner *conn, id string) error {
 	return nil
 }
 
-// startInNetNS starts cmd from a thread that joined the network namespace
-// at path. setns is per thread: the thread stays locked and dies with its
+// startInNetNS starts exe from a thread that joined the network namespace
+// at nsPath. setns is per thread: the thread stays locked and dies with its
 // goroutine, so no other goroutine ever runs in that namespace.
-func startInNetNS(cmd *exec.Cmd, path string) error {
-	errc := make(chan error, 1)
+func startInNetNS(exe string, args []string, attr *os.ProcAttr, nsPath string) (*os.Process, error) {
+	type result struct {
+		proc *os.Process
+		err  error
+	}
+	done := make(chan result, 1)
 	go func() {
 		runtime.LockOSThread() // never unlocked: the thread exits with us
-		f, err := os.Open(path)
+		f, err := os.Open(nsPath)
 		if err != nil {
-			errc <- err
+			done <- result{nil, err}
 			return
 		}
 		defer f.Close()
 		if err := unix.Setns(int(f.Fd()), unix.CLONE_NEWNET); err != nil {
-			errc <- fmt.Errorf("setns %s: %w", path, err)
+			done <- result{nil, fmt.Errorf("setns %s: %w", nsPath, err)}
 			return
 		}
-		errc <- cmd.Start()
+		proc, err := os.StartProcess(exe, args, attr)
+		done <- result{proc, err}
 	}()
-	return <-errc
+	r := <-done
+	return r.proc, r.err
 }
 
 func newProcess(c *Container, cn *conn, m *message, files []*os.File) *Process {
@@ -702,9 +709,14 @@ func (p *Process) waitLoop() {
 	if p.reaped != nil {
 		tr := openTracer(os.Getenv(traceEnv), "owner")
 		tr.mark("status received")
-		st, err := p.reaped()
-		if tr != nil {
-			tr.mark("init reaped initcpu=" + strconv.FormatInt(cpuMicros(p.c.cmd.ProcessState.SysUsage()), 10))
+		ps, err := p.reaped()
+		var st ExitStatus
+		if err == nil {
+			ws, _ := ps.Sys().(syscall.WaitStatus)
+			st = statusFromWait(ws)
+			if tr != nil {
+				tr.mark("init reaped initcpu=" + strconv.FormatInt(cpuMicros(ps.SysUsage()), 10))
+			}
 		}
 		tr.close()
 		switch {
@@ -967,8 +979,8 @@ func (c *Container) Close() error {
 // process. If the container has exited already, the handle's Wait returns
 // the status the supervisor recorded in ControlDir/status.json.
 func Attach(ctx context.Context, controlSocket string) (*Container, error) {
-	dir := filepath.Dir(controlSocket)
-	c := &Container{ctl: controlSocket, dir: dir, id: filepath.Base(dir)}
+	dir := path.Dir(controlSocket)
+	c := &Container{ctl: controlSocket, dir: dir, id: path.Base(dir)}
 	cn, err := dialControl(ctx, controlSocket)
 	if err != nil {
 		if st, ok := c.readStatus(); ok {
@@ -1013,7 +1025,7 @@ func (c *Container) readStatus() (ExitStatus, bool) {
 	if c.dir == "" {
 		return ExitStatus{}, false
 	}
-	b, err := os.ReadFile(filepath.Join(c.dir, "status.json"))
+	b, err := os.ReadFile(path.Join(c.dir, "status.json"))
 	if err != nil || len(bytes.TrimSpace(b)) == 0 {
 		return ExitStatus{}, false
 	}
