@@ -117,9 +117,9 @@
 // Env, Cwd and Terminal are its own). Privileged containers get all
 // capabilities and the host's device nodes (copied one directory level
 // deep; the device cgroup, which berth's cgroup package sets, decides what
-// they may use). With "-u name:group" the
-// supplementary groups are not taken from /etc/group (moby/sys/user, as
-// runc). A pseudo-terminal's end of input is sent as a VEOF character (^D),
+// they may use). Users resolve as runc resolves them (user.go follows
+// moby/sys/user, quirks included): with "-u name:group" the supplementary
+// groups are not taken from /etc/group. A pseudo-terminal's end of input is sent as a VEOF character (^D),
 // which a program reading in raw mode sees as a byte.
 //
 // no_new_privs and the init's own capabilities are applied on all threads
