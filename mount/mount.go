@@ -51,36 +51,64 @@ func (e *Error) Error() string {
 
 func (e *Error) Unwrap() error { return e.Err }
 
-var flagOptions = map[string]struct {
-	clear bool
-	flag  uintptr
-}{
-	"ro":          {false, unix.MS_RDONLY},
-	"rw":          {true, unix.MS_RDONLY},
-	"nosuid":      {false, unix.MS_NOSUID},
-	"suid":        {true, unix.MS_NOSUID},
-	"nodev":       {false, unix.MS_NODEV},
-	"dev":         {true, unix.MS_NODEV},
-	"noexec":      {false, unix.MS_NOEXEC},
-	"exec":        {true, unix.MS_NOEXEC},
-	"noatime":     {false, unix.MS_NOATIME},
-	"relatime":    {false, unix.MS_RELATIME},
-	"strictatime": {false, unix.MS_STRICTATIME},
-	"nodiratime":  {false, unix.MS_NODIRATIME},
-	"bind":        {false, unix.MS_BIND},
-	"rbind":       {false, unix.MS_BIND | unix.MS_REC},
-	"remount":     {false, unix.MS_REMOUNT},
+// flagOption is the mount flag option o sets (or clears).
+func flagOption(o string) (flag uintptr, clear, ok bool) {
+	switch o {
+	case "ro":
+		return unix.MS_RDONLY, false, true
+	case "rw":
+		return unix.MS_RDONLY, true, true
+	case "nosuid":
+		return unix.MS_NOSUID, false, true
+	case "suid":
+		return unix.MS_NOSUID, true, true
+	case "nodev":
+		return unix.MS_NODEV, false, true
+	case "dev":
+		return unix.MS_NODEV, true, true
+	case "noexec":
+		return unix.MS_NOEXEC, false, true
+	case "exec":
+		return unix.MS_NOEXEC, true, true
+	case "noatime":
+		return unix.MS_NOATIME, false, true
+	case "relatime":
+		return unix.MS_RELATIME, false, true
+	case "strictatime":
+		return unix.MS_STRICTATIME, false, true
+	case "nodiratime":
+		return unix.MS_NODIRATIME, false, true
+	case "bind":
+		return unix.MS_BIND, false, true
+	case "rbind":
+		return unix.MS_BIND | unix.MS_REC, false, true
+	case "remount":
+		return unix.MS_REMOUNT, false, true
+	}
+	return 0, false, false
 }
 
-var propagationOptions = map[string]uintptr{
-	"private":     unix.MS_PRIVATE,
-	"rprivate":    unix.MS_PRIVATE | unix.MS_REC,
-	"slave":       unix.MS_SLAVE,
-	"rslave":      unix.MS_SLAVE | unix.MS_REC,
-	"shared":      unix.MS_SHARED,
-	"rshared":     unix.MS_SHARED | unix.MS_REC,
-	"unbindable":  unix.MS_UNBINDABLE,
-	"runbindable": unix.MS_UNBINDABLE | unix.MS_REC,
+// propagationOption is the propagation flags of option o.
+func propagationOption(o string) (uintptr, bool) {
+	switch o {
+	case "private":
+		return unix.MS_PRIVATE, true
+	case "rprivate":
+		return unix.MS_PRIVATE | unix.MS_REC, true
+	case "slave":
+		return unix.MS_SLAVE, true
+	case "rslave":
+		return unix.MS_SLAVE | unix.MS_REC, true
+	case "shared":
+		return unix.MS_SHARED, true
+	case "rshared":
+		return unix.MS_SHARED | unix.MS_REC, true
+	case "unbindable":
+		return unix.MS_UNBINDABLE, true
+	case "runbindable":
+		return unix.MS_UNBINDABLE | unix.MS_REC, true
+	}
+	return 0, false
 }
 
 // ParseOptions splits options into mount flags, propagation flags and the
@@ -88,15 +116,15 @@ var propagationOptions = map[string]uintptr{
 func ParseOptions(options []string) (flags, propagation uintptr, data string) {
 	var rest []string
 	for _, o := range options {
-		if f, ok := flagOptions[o]; ok {
-			if f.clear {
-				flags &^= f.flag
+		if f, clear, ok := flagOption(o); ok {
+			if clear {
+				flags &^= f
 			} else {
-				flags |= f.flag
+				flags |= f
 			}
 			continue
 		}
-		if p, ok := propagationOptions[o]; ok {
+		if p, ok := propagationOption(o); ok {
 			propagation |= p
 			continue
 		}

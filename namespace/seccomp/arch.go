@@ -1,5 +1,7 @@
 package seccomp
 
+import "sync"
+
 // Audit architecture values (linux/audit.h) as they appear in
 // seccomp_data.arch.
 const (
@@ -23,10 +25,12 @@ type abi struct {
 	nr func(name string) (uint32, bool)
 }
 
-func tableLookup(table func() map[string]uint32, extra map[string]uint32) func(string) (uint32, bool) {
+func tableLookup(table, extra func() map[string]uint32) func(string) (uint32, bool) {
 	return func(name string) (uint32, bool) {
-		if n, ok := extra[name]; ok {
-			return n, true
+		if extra != nil {
+			if n, ok := extra()[name]; ok {
+				return n, true
+			}
 		}
 		n, ok := table()[name]
 		return n, ok
@@ -50,43 +54,49 @@ type target struct {
 
 // targets maps GOARCH names (and libseccomp's, where they differ) to what
 // the compiler emits for them.
-var targets = map[string]target{
-	"amd64": {abiAMD64, []abi{abi386, abiX32}},
-	"386":   {abi386, nil},
-	"x86":   {abi386, nil},
-	"arm64": {abiARM64, []abi{abiARM}},
-	"arm":   {abiARM, nil},
-}
+var targets = sync.OnceValue(func() map[string]target {
+	return map[string]target{
+		"amd64": {abiAMD64, []abi{abi386, abiX32}},
+		"386":   {abi386, nil},
+		"x86":   {abi386, nil},
+		"arm64": {abiARM64, []abi{abiARM}},
+		"arm":   {abiARM, nil},
+	}
+})
 
 // armExtra are the ARM private system calls (__ARM_NR_BASE 0x0f0000 + n)
 // and libseccomp's name for arm_sync_file_range; x/sys/unix lists neither.
-var armExtra = map[string]uint32{
-	"breakpoint":       0x0f0001,
-	"cacheflush":       0x0f0002,
-	"usr26":            0x0f0003,
-	"usr32":            0x0f0004,
-	"set_tls":          0x0f0005,
-	"get_tls":          0x0f0006,
-	"sync_file_range2": 341,
-}
+var armExtra = sync.OnceValue(func() map[string]uint32 {
+	return map[string]uint32{
+		"breakpoint":       0x0f0001,
+		"cacheflush":       0x0f0002,
+		"usr26":            0x0f0003,
+		"usr32":            0x0f0004,
+		"set_tls":          0x0f0005,
+		"get_tls":          0x0f0006,
+		"sync_file_range2": 341,
+	}
+})
 
 // x32Only are the x32 system calls numbered apart from their x86-64
 // counterparts (arch/x86/entry/syscalls/syscall_64.tbl, 512-547), without
 // x32BitNr.
-var x32Only = map[string]uint32{
-	"rt_sigaction": 512, "rt_sigreturn": 513, "ioctl": 514, "readv": 515,
-	"writev": 516, "recvfrom": 517, "sendmsg": 518, "recvmsg": 519,
-	"execve": 520, "ptrace": 521, "rt_sigpending": 522, "rt_sigtimedwait": 523,
-	"rt_sigqueueinfo": 524, "sigaltstack": 525, "timer_create": 526, "mq_notify": 527,
-	"kexec_load": 528, "waitid": 529, "set_robust_list": 530, "get_robust_list": 531,
-	"vmsplice": 532, "move_pages": 533, "preadv": 534, "pwritev": 535,
-	"rt_tgsigqueueinfo": 536, "recvmmsg": 537, "sendmmsg": 538, "process_vm_readv": 539,
-	"process_vm_writev": 540, "setsockopt": 541, "getsockopt": 542, "io_setup": 543,
-	"io_submit": 544, "execveat": 545, "preadv2": 546, "pwritev2": 547,
-}
+var x32Only = sync.OnceValue(func() map[string]uint32 {
+	return map[string]uint32{
+		"rt_sigaction": 512, "rt_sigreturn": 513, "ioctl": 514, "readv": 515,
+		"writev": 516, "recvfrom": 517, "sendmsg": 518, "recvmsg": 519,
+		"execve": 520, "ptrace": 521, "rt_sigpending": 522, "rt_sigtimedwait": 523,
+		"rt_sigqueueinfo": 524, "sigaltstack": 525, "timer_create": 526, "mq_notify": 527,
+		"kexec_load": 528, "waitid": 529, "set_robust_list": 530, "get_robust_list": 531,
+		"vmsplice": 532, "move_pages": 533, "preadv": 534, "pwritev": 535,
+		"rt_tgsigqueueinfo": 536, "recvmmsg": 537, "sendmmsg": 538, "process_vm_readv": 539,
+		"process_vm_writev": 540, "setsockopt": 541, "getsockopt": 542, "io_setup": 543,
+		"io_submit": 544, "execveat": 545, "preadv2": 546, "pwritev2": 547,
+	}
+})
 
 func x32Lookup(name string) (uint32, bool) {
-	if n, ok := x32Only[name]; ok {
+	if n, ok := x32Only()[name]; ok {
 		return n | x32BitNr, true
 	}
 	n, ok := sysAMD64()[name]
@@ -99,7 +109,7 @@ func x32Lookup(name string) (uint32, bool) {
 // knownSyscall reports whether any architecture has a system call of that
 // name.
 func knownSyscall(name string) bool {
-	for _, t := range []map[string]uint32{sysAMD64(), sysARM64(), sys386(), sysARM(), armExtra} {
+	for _, t := range []map[string]uint32{sysAMD64(), sysARM64(), sys386(), sysARM(), armExtra()} {
 		if _, ok := t[name]; ok {
 			return true
 		}

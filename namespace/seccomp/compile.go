@@ -77,7 +77,7 @@ func Compile(p *Profile, arch string, caps []string) ([]bpf.RawInstruction, erro
 	if err := p.Validate(); err != nil {
 		return nil, err
 	}
-	tg, ok := targets[arch]
+	tg, ok := targets()[arch]
 	if !ok {
 		return nil, fmt.Errorf("seccomp: architecture %q: %w", arch, errdefs.ErrUnsupported)
 	}

@@ -207,7 +207,7 @@ func TestAgainstReference(t *testing.T) {
 				t.Fatal(err)
 			}
 			model := newRef(t, p, arch, caps)
-			tg := targets[arch]
+			tg := targets()[arch]
 			for _, a := range append([]abi{tg.native}, tg.subs...) {
 				var nrs []uint32
 				for n := uint32(0); n < 600; n++ {
@@ -258,7 +258,7 @@ func TestArgOps(t *testing.T) {
 					if err != nil {
 						t.Fatal(err)
 					}
-					tg := targets[arch]
+					tg := targets()[arch]
 					n, _ := tg.native.nr("read")
 					for _, x := range values {
 						for _, dx := range []uint64{0, 1, ^uint64(0)} {
@@ -436,7 +436,7 @@ func TestDefaultSize(t *testing.T) {
 			t.Fatal(err)
 		}
 		longest := longestPath(prog)
-		n := targets[arch].native
+		n := targets()[arch].native
 		nrRead, _ := n.nr("read")
 		nrFutex, _ := n.nr("futex")
 		_, stepsRead := interpret(prog, data{nr: nrRead, arch: n.audit})

@@ -56,7 +56,7 @@ func FuzzLoadCompile(f *testing.F) {
 			if err != nil {
 				t.Fatalf("%s: invalid program: %v", arch, err)
 			}
-			tg := targets[arch]
+			tg := targets()[arch]
 			abis := append([]abi{tg.native}, tg.subs...)
 			audit := uint32(0xdeadbeef)
 			if i := int(archSel) % (len(abis) + 1); i < len(abis) {
@@ -141,7 +141,7 @@ func FuzzCompile(f *testing.F) {
 				t.Fatalf("%s: invalid program: %v", arch, err)
 			}
 			model := newRef(t, p, arch, caps)
-			tg := targets[arch]
+			tg := targets()[arch]
 			abis := append([]abi{tg.native}, tg.subs...)
 			a := abis[int(sel>>1)%len(abis)]
 			for _, d := range []data{

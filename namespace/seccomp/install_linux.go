@@ -25,7 +25,7 @@ func Install(p *Profile, caps []string) error {
 	}
 	var flags uintptr
 	for _, f := range p.Flags {
-		flags |= knownFlags[f]
+		flags |= knownFlags()[f]
 	}
 	return installFilter(prog, flags)
 }

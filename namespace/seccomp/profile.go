@@ -6,6 +6,7 @@ import (
 	"io"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/berthrt/berth/errdefs"
 )
@@ -154,31 +155,37 @@ const (
 	ArchAARCH64 Arch = "SCMP_ARCH_AARCH64"
 )
 
-var knownArches = map[Arch]bool{
-	ArchX86: true, ArchX86_64: true, ArchX32: true, ArchARM: true, ArchAARCH64: true,
-	"SCMP_ARCH_MIPS": true, "SCMP_ARCH_MIPS64": true, "SCMP_ARCH_MIPS64N32": true,
-	"SCMP_ARCH_MIPSEL": true, "SCMP_ARCH_MIPSEL64": true, "SCMP_ARCH_MIPSEL64N32": true,
-	"SCMP_ARCH_PPC": true, "SCMP_ARCH_PPC64": true, "SCMP_ARCH_PPC64LE": true,
-	"SCMP_ARCH_S390": true, "SCMP_ARCH_S390X": true, "SCMP_ARCH_PARISC": true,
-	"SCMP_ARCH_PARISC64": true, "SCMP_ARCH_RISCV64": true, "SCMP_ARCH_LOONGARCH64": true,
-	"SCMP_ARCH_M68K": true, "SCMP_ARCH_SH": true, "SCMP_ARCH_SHEB": true,
-}
+var knownArches = sync.OnceValue(func() map[Arch]bool {
+	return map[Arch]bool{
+		ArchX86: true, ArchX86_64: true, ArchX32: true, ArchARM: true, ArchAARCH64: true,
+		"SCMP_ARCH_MIPS": true, "SCMP_ARCH_MIPS64": true, "SCMP_ARCH_MIPS64N32": true,
+		"SCMP_ARCH_MIPSEL": true, "SCMP_ARCH_MIPSEL64": true, "SCMP_ARCH_MIPSEL64N32": true,
+		"SCMP_ARCH_PPC": true, "SCMP_ARCH_PPC64": true, "SCMP_ARCH_PPC64LE": true,
+		"SCMP_ARCH_S390": true, "SCMP_ARCH_S390X": true, "SCMP_ARCH_PARISC": true,
+		"SCMP_ARCH_PARISC64": true, "SCMP_ARCH_RISCV64": true, "SCMP_ARCH_LOONGARCH64": true,
+		"SCMP_ARCH_M68K": true, "SCMP_ARCH_SH": true, "SCMP_ARCH_SHEB": true,
+	}
+})
 
 // Native architecture names as used in Filter.Arches (libseccomp's
 // spelling, plus the Go spellings Docker's own code accepts).
-var knownFilterArches = map[string]bool{
-	"x86": true, "amd64": true, "x32": true, "arm": true, "arm64": true,
-	"mips": true, "mipsel": true, "mips64": true, "mipsel64": true, "mips64n32": true,
-	"mipsel64n32": true, "mips3l64n32": true, "ppc": true, "ppc64": true, "ppc64le": true,
-	"s390": true, "s390x": true, "parisc": true, "parisc64": true, "riscv64": true,
-	"loong64": true, "loongarch64": true, "m68k": true, "sh": true, "sheb": true,
-}
+var knownFilterArches = sync.OnceValue(func() map[string]bool {
+	return map[string]bool{
+		"x86": true, "amd64": true, "x32": true, "arm": true, "arm64": true,
+		"mips": true, "mipsel": true, "mips64": true, "mipsel64": true, "mips64n32": true,
+		"mipsel64n32": true, "mips3l64n32": true, "ppc": true, "ppc64": true, "ppc64le": true,
+		"s390": true, "s390x": true, "parisc": true, "parisc64": true, "riscv64": true,
+		"loong64": true, "loongarch64": true, "m68k": true, "sh": true, "sheb": true,
+	}
+})
 
-var knownFlags = map[string]uintptr{
-	"SECCOMP_FILTER_FLAG_TSYNC":      1,
-	"SECCOMP_FILTER_FLAG_LOG":        2,
-	"SECCOMP_FILTER_FLAG_SPEC_ALLOW": 4,
-}
+var knownFlags = sync.OnceValue(func() map[string]uintptr {
+	return map[string]uintptr{
+		"SECCOMP_FILTER_FLAG_TSYNC":      1,
+		"SECCOMP_FILTER_FLAG_LOG":        2,
+		"SECCOMP_FILTER_FLAG_SPEC_ALLOW": 4,
+	}
+})
 
 // ProfileError reports a malformed profile: Field is the JSON path of the
 // offending value ("syscalls[3].names[1]"). It unwraps to
@@ -242,22 +249,22 @@ func (p *Profile) Validate() error {
 		return fieldErr("architectures", "both architectures and archMap are set; use one")
 	}
 	for i, a := range p.Architectures {
-		if !knownArches[a] {
+		if !knownArches()[a] {
 			return fieldErr(fmt.Sprintf("architectures[%d]", i), "unknown architecture %q", a)
 		}
 	}
 	for i, m := range p.ArchMap {
-		if !knownArches[m.Arch] {
+		if !knownArches()[m.Arch] {
 			return fieldErr(fmt.Sprintf("archMap[%d].architecture", i), "unknown architecture %q", m.Arch)
 		}
 		for j, a := range m.SubArches {
-			if !knownArches[a] {
+			if !knownArches()[a] {
 				return fieldErr(fmt.Sprintf("archMap[%d].subArchitectures[%d]", i, j), "unknown architecture %q", a)
 			}
 		}
 	}
 	for i, f := range p.Flags {
-		if _, ok := knownFlags[f]; !ok {
+		if _, ok := knownFlags()[f]; !ok {
 			return fieldErr(fmt.Sprintf("flags[%d]", i), "unknown or unsupported flag %q", f)
 		}
 	}
@@ -318,7 +325,7 @@ func (f *Filter) validate(field string) error {
 		}
 	}
 	for i, a := range f.Arches {
-		if !knownFilterArches[a] {
+		if !knownFilterArches()[a] {
 			return fieldErr(fmt.Sprintf("%s.arches[%d]", field, i), "unknown architecture %q", a)
 		}
 	}

@@ -86,7 +86,7 @@ type refModel struct {
 
 func newRef(t testing.TB, p *Profile, arch string, caps []string) *refModel {
 	t.Helper()
-	tg := targets[arch]
+	tg := targets()[arch]
 	kv, ok := hostKernel()
 	rules, err := resolve(p, tg.native.filter, capSet(caps), kv, ok)
 	if err != nil {
