@@ -20,13 +20,31 @@ import (
 // once (create + start + wait + delete each, network none) and reports
 // the median time until all of them are done.
 func BenchmarkBerthConcurrent100(b *testing.B) {
-	const n = 100
 	rt := newRuntime(b)
-	img := toolbox(b, rt)
+	benchConcurrent(b, rt, toolbox(b, rt), []string{"/bin/toolbox", "true"})
+}
+
+// BenchmarkBerthConcurrent100Busybox is BenchmarkBerthConcurrent100 with
+// busybox's `true`, a static C program (the toolbox's is a Go program).
+func BenchmarkBerthConcurrent100Busybox(b *testing.B) {
+	rt := newRuntime(b)
+	benchConcurrent(b, rt, busybox(b, rt), []string{"/bin/true"})
+}
+
+// BenchmarkBerthConcurrent100BusyboxNoSpare is the same without spare
+// inits (berth.Config.NoSpareInit).
+func BenchmarkBerthConcurrent100BusyboxNoSpare(b *testing.B) {
+	rt := newRuntimeWith(b, berth.Config{NoSpareInit: true})
+	benchConcurrent(b, rt, busybox(b, rt), []string{"/bin/true"})
+}
+
+func benchConcurrent(b *testing.B, rt *berth.Runtime, img *berth.Image, cmd []string) {
+	const n = 100
 	ctx := context.Background()
-	cfg := berth.ContainerConfig{Image: img, Cmd: []string{"/bin/toolbox", "true"}, NetworkMode: "none"}
+	cfg := berth.ContainerConfig{Image: img, Cmd: cmd, NetworkMode: "none"}
 	var d []time.Duration
 	b.ResetTimer()
+	cpu0 := cpuTime()
 	for i := 0; i < b.N; i++ {
 		t0 := time.Now()
 		var wg sync.WaitGroup
@@ -47,6 +65,7 @@ func BenchmarkBerthConcurrent100(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+	reportCPU(b, cpu0)
 	reportMedianAs(b, d, "total-ms")
 }
 

@@ -40,7 +40,7 @@ echo "  CPU per run (owner + init + true): berth $(metric 'BenchmarkBerthRunTrue
 echo "  steps (median): create $(metric 'BenchmarkBerthRunTruePhases-' create-ms) ms, start $(metric 'BenchmarkBerthRunTruePhases-' start-ms) ms, wait $(metric 'BenchmarkBerthRunTruePhases-' wait-ms) ms, delete $(metric 'BenchmarkBerthRunTruePhases-' delete-ms) ms"
 echo "bridge network adds: $(awk -v a="$bridge" -v b="$berth" 'BEGIN{printf "%.2f", a-b}') ms (median ${bridge} ms)"
 echo "exec (median): ${exec_} ms, busybox true $(median 'BenchmarkBerthExecBusybox-') ms"
-echo "100 concurrent runs of true (median total): $(metric 'BenchmarkBerthConcurrent100-' total-ms) ms"
+echo "100 concurrent runs of true (median total): $(metric 'BenchmarkBerthConcurrent100-' total-ms) ms; busybox true $(metric 'BenchmarkBerthConcurrent100Busybox-' total-ms) ms ($(metric 'BenchmarkBerthConcurrent100Busybox-' cpu-ms/op) ms of CPU), without spares $(metric 'BenchmarkBerthConcurrent100BusyboxNoSpare-' total-ms) ms"
 echo "idle supervisor PSS: $(metric 'BenchmarkBerthSupervisorPSS-' pss1-MB) MB alone, $(metric 'BenchmarkBerthSupervisorPSS-' pss10-MB) MB each of 10 ($(metric 'BenchmarkBerthSupervisorPSS-' anon-MB) MB of it private)"
 echo "pull 5x20MB (median): berth ${pull} ms, skopeo+umoci ${peer} ms ($(awk -v a="$peer" -v b="$pull" 'BEGIN{printf "%.2f", a/b}')x), ctr ${ctr} ms ($(awk -v a="$ctr" -v b="$pull" 'BEGIN{printf "%.2f", a/b}')x); already present ${present} ms"
 rm -f "$out"
