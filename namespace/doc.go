@@ -135,9 +135,9 @@
 // On the 2-vCPU CI machine (shared and noisy, and a PVM guest, where every
 // page-table update traps to the hypervisor: an empty Go program takes
 // about 6 ms from fork to exit, a fork+exec+wait of busybox's true from Go
-// 1.7-2.2 ms, a first touch of an anonymous page 13 µs), a
-// start of busybox's true takes 28-36 ms (BenchmarkBerthRunTrueBusybox),
-// made of, in order of size:
+// 1.5-2.2 ms, a first touch of an anonymous page 13 µs), a
+// start of busybox's true takes 27-34 ms (BenchmarkBerthRunTrueBusybox;
+// `runc run` 78-96 ms in the same runs), made of, in order of size:
 //
 //   - the re-executed binary's Go runtime and package initialisation before
 //     this package's hook runs: 8.5-10 ms for bench's 16 MB test binary
@@ -166,24 +166,26 @@
 // owner and its init talk in the binary form of wire.go, not JSON (1.3-2
 // ms); the status file is written without encoding/json; the init
 // registers for SIGCHLD only once its process runs (0.5-1 ms), a spare
-// while it waits; the bounding set is dropped on one thread, not with a stop-the-world per
-// capability (2.5-3 ms without cgo).
+// while it waits; the bounding set is dropped on one thread, not with a
+// stop-the-world per capability (2.5-3 ms without cgo).
 //
 // A spare takes the first item, and the clone, off the path of the start
 // that uses it: 11-14 ms of wall time before the config is read. On the CI
-// machine that gains only 2-3 ms per start in a loop (28 against 30 ms),
-// because its two vCPUs do not run independently (a busy loop on one
-// slows a fork+exec on the other by 1.8x) and the next spare boots while
-// the container runs; on a host whose cores are its own, the boot is
-// hidden. The CPU time stays: about 15 ms of the init's 26 ms is the Go
-// runtime and package initialisation, which every container pays once.
+// machine that gains only 0-3 ms per start in a loop (27.2 against 28.8
+// ms), and costs 4 ms more CPU time per start, because its two vCPUs do
+// not run independently (a busy loop on one slows a fork+exec on the
+// other by 1.8x) and the next spare boots while the container runs; on a
+// host whose cores are its own, the boot is hidden. The CPU time stays:
+// about 15 ms of the init's 26 ms is the Go runtime and package
+// initialisation, which every container pays once. 100 starts at once are
+// bound by that CPU time (2.7-2.8 s for 5.1 s of CPU), spares or not.
 //
 // An Exec costs a round trip on the control socket, a fork from the
-// supervisor's main thread and the wait: 3.0-3.7 ms for busybox's true
-// (1.7-2.2 ms of that is the fork+exec+wait itself).
+// supervisor's main thread and the wait: 3.0-3.8 ms for busybox's true
+// (1.5-2.2 ms of that is the fork+exec+wait itself).
 //
 // An idle supervisor unmaps, 50 ms after its process started, the pages of
-// the binary its start-up touched (see shrink): its PSS is then about 1.9
+// the binary its start-up touched (see shrink): its PSS is then about 1.6
 // MB alone beside its owner, 1.3 MB each for ten (about 1.2 MB of it
 // private heap and stacks), against 4.5 and 1.9 MB before.
 //
