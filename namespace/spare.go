@@ -56,9 +56,9 @@ func (sp *spareInit) end() {
 	_, _ = sp.proc.Wait()
 }
 
-// spares are the process's spare inits, one per namespace set (clone flags).
 func init() { spares.filled.L = &spares.mu }
 
+// spares are the process's spare inits, one per namespace set (clone flags).
 var spares struct {
 	mu      sync.Mutex
 	idle    map[uintptr]*spareInit
@@ -111,9 +111,6 @@ func fillSpare(flags uintptr) {
 	if spares.filling == nil {
 		spares.filling = map[uintptr]bool{}
 	}
-	if spares.idle == nil {
-		spares.idle = map[uintptr]*spareInit{}
-	}
 	spares.filling[flags] = true
 	if spares.fills == nil {
 		spares.fills = map[int]int{}
@@ -160,6 +157,9 @@ func keepSpare(flags uintptr, gen int, sp *spareInit) bool {
 	delete(spares.filling, flags)
 	if sp == nil || gen != spares.gen || spares.idle[flags] != nil {
 		return false
+	}
+	if spares.idle == nil {
+		spares.idle = map[uintptr]*spareInit{}
 	}
 	spares.idle[flags] = sp
 	sp.timer = time.AfterFunc(spareIdle, func() { expireSpare(flags, sp) })
