@@ -128,10 +128,23 @@ func TestSpareDiscard(t *testing.T) {
 
 // A spare nobody takes ends after spareIdle.
 func TestSpareExpires(t *testing.T) {
+	withSpares(t)
 	old := spareIdle
-	spareIdle = 50 * time.Millisecond
+	spareIdle = 200 * time.Millisecond // for the spare the next start leaves
 	t.Cleanup(func() { spareIdle = old })
-	spare := withSpares(t)
+	c := startSpare(t, newConfig(t, sh("true")), Stdio{}, StartOptions{})
+	var spare int
+	waitFor(t, func() bool {
+		spares.mu.Lock()
+		defer spares.mu.Unlock()
+		for _, sp := range spares.idle {
+			spare = sp.proc.Pid
+		}
+		return spare != 0
+	})
+	if _, err := c.Wait(context.Background()); err != nil {
+		t.Fatal(err)
+	}
 	waitFor(t, func() bool { return spareCount() == 0 && !alive(spare) })
 }
 
@@ -246,4 +259,33 @@ func TestSpareSchedulingClass(t *testing.T) {
 		}
 		return true
 	})
+}
+
+// Starts with spares at once, with DiscardSpares running among them: every
+// start works, and once the last DiscardSpares returns no spare is left.
+func TestSpareConcurrentStarts(t *testing.T) {
+	t.Cleanup(DiscardSpares)
+	const n = 8
+	errs := make(chan error, n+1)
+	for i := 0; i < n; i++ {
+		go func() {
+			c, err := Start(context.Background(), newConfig(t, sh("true")), Stdio{}, StartOptions{Spare: true})
+			if err == nil {
+				_, err = c.Wait(context.Background())
+			}
+			errs <- err
+		}()
+		if i == n/2 {
+			go func() { DiscardSpares(); errs <- nil }()
+		}
+	}
+	for i := 0; i < n+1; i++ {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+	DiscardSpares()
+	if n := spareCount(); n != 0 {
+		t.Errorf("%d spares after DiscardSpares", n)
+	}
 }
