@@ -59,7 +59,7 @@ func prepare(pc ProcessConfig, inherit *ProcessConfig) (*spawnSpec, error) {
 	}
 	sp := &spawnSpec{argv: pc.Args, tty: pc.Terminal}
 
-	u, err := lookupUser(pc.User, userFile("/etc/passwd"), userFile("/etc/group"))
+	u, err := lookupUser(pc.User, "/etc/passwd", "/etc/group")
 	if err != nil {
 		return nil, &SetupError{Step: "resolve user " + pc.User, Err: err, Code: 125}
 	}
@@ -68,7 +68,7 @@ func prepare(pc ProcessConfig, inherit *ProcessConfig) (*spawnSpec, error) {
 	}
 	groups := u.sgids
 	if len(pc.AdditionalGroups) > 0 {
-		extra, err := lookupGroups(pc.AdditionalGroups, userFile("/etc/group"))
+		extra, err := lookupGroups(pc.AdditionalGroups, "/etc/group")
 		if err != nil {
 			return nil, &SetupError{Step: "resolve groups", Err: err, Code: 125}
 		}
@@ -111,16 +111,6 @@ func prepare(pc ProcessConfig, inherit *ProcessConfig) (*spawnSpec, error) {
 		return nil, err
 	}
 	return sp, nil
-}
-
-// userFile returns p if it is a regular file. The image decides what its
-// /etc/passwd is: a FIFO or a device there must not hang or feed the init,
-// so anything else counts as missing.
-func userFile(p string) string {
-	if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() {
-		return p
-	}
-	return "/nonexistent/" + path.Base(p)
 }
 
 // lookPath finds the command like a shell does, in the colon-separated

@@ -79,14 +79,6 @@ func spareFlags(cfg *Config, flags uintptr, opts StartOptions) (uintptr, bool) {
 	return flags &^ unix.CLONE_NEWCGROUP, true
 }
 
-// takeSpareIf is takeSpare(flags) when ok, else nil.
-func takeSpareIf(ok bool, flags uintptr) *spareInit {
-	if !ok {
-		return nil
-	}
-	return takeSpare(flags)
-}
-
 // takeSpare returns the spare of flags, if one is ready.
 func takeSpare(flags uintptr) *spareInit {
 	spares.mu.Lock()

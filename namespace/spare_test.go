@@ -133,15 +133,7 @@ func TestSpareExpires(t *testing.T) {
 	spareIdle = 200 * time.Millisecond // for the spare the next start leaves
 	t.Cleanup(func() { spareIdle = old })
 	c := startSpare(t, newConfig(t, sh("true")), Stdio{}, StartOptions{})
-	var spare int
-	waitFor(t, func() bool {
-		spares.mu.Lock()
-		defer spares.mu.Unlock()
-		for _, sp := range spares.idle {
-			spare = sp.proc.Pid
-		}
-		return spare != 0
-	})
+	spare := readySpare(t)
 	if _, err := c.Wait(context.Background()); err != nil {
 		t.Fatal(err)
 	}

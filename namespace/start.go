@@ -362,7 +362,11 @@ func Start(ctx context.Context, cfg *Config, stdio Stdio, opts StartOptions) (*C
 	tr.mark("config ready")
 	msg := &message{Op: "init", Config: sendCfg, Host: host, Stdio: have}
 	spareKey, spareOK := spareFlags(cfg, flags, opts)
-	proc, owner, spare, err := launchInit(cfg, flags, opts.CgroupFD, spareKey, spareOK, msg, extra)
+	var sp *spareInit
+	if spareOK {
+		sp = takeSpare(spareKey)
+	}
+	proc, owner, spare, err := launchInit(cfg, flags, opts.CgroupFD, sp, msg, extra)
 	closeFiles(tmpClose)
 	closeFiles(pl.closeMe)
 	if err != nil {
@@ -468,11 +472,11 @@ func cleanupStart(pl *stdioPlumbing, tmp []*os.File, err error) error {
 }
 
 // launchInit returns an init for cfg that has msg, its "init" message, with
-// files: a spare of spareKey when spareOK and one is ready, else one
-// spawned now with flags (cloned into the cgroup v2 directory cgroupFD when
-// that is not negative).
-func launchInit(cfg *Config, flags uintptr, cgroupFD int, spareKey uintptr, spareOK bool, msg *message, files []*os.File) (proc *os.Process, owner *conn, spare bool, err error) {
-	if sp := takeSpareIf(spareOK, spareKey); sp != nil {
+// files: sp when it is not nil and still alive, else one spawned now with
+// flags (cloned into the cgroup v2 directory cgroupFD when that is not
+// negative).
+func launchInit(cfg *Config, flags uintptr, cgroupFD int, sp *spareInit, msg *message, files []*os.File) (proc *os.Process, owner *conn, spare bool, err error) {
+	if sp != nil {
 		// A spare was cloned without a cgroup namespace: it makes one
 		// once the owner has moved it into the container's cgroups.
 		host := *msg.Host
@@ -796,8 +800,7 @@ func (p *Process) Resize(width, height uint16) error {
 	if p.master == nil {
 		return fmt.Errorf("process %d has no terminal: %w", p.pid, errdefs.ErrInvalid)
 	}
-	ws := &unix.Winsize{Col: width, Row: height}
-	if err := unix.IoctlSetWinsize(int(p.master.Fd()), unix.TIOCSWINSZ, ws); err != nil {
+	if err := setWinsize(p.master, width, height); err != nil {
 		return p.conn.send(&message{Op: "resize", Width: width, Height: height})
 	}
 	return nil

@@ -218,7 +218,8 @@ func (a idArg) matches(name string, id int) bool {
 // readUserFile parses the passwd or group file at p. A file that cannot be
 // opened, or is not a regular file, has no entries: an image without
 // /etc/passwd can still run as a numeric user. The file is opened without
-// blocking, so a FIFO put there is rejected rather than waited on.
+// blocking, so a FIFO put there (the image decides what its /etc/passwd
+// is) is rejected rather than waited on or read.
 func readUserFile[T any](p string, parse func(io.Reader) ([]T, error)) ([]T, error) {
 	f, err := os.OpenFile(p, os.O_RDONLY|syscall.O_NONBLOCK|syscall.O_NOCTTY, 0)
 	if err != nil {

@@ -211,8 +211,7 @@ func TestUserMatchesMoby(t *testing.T) {
 	}
 }
 
-// A FIFO as passwd or group counts as missing, and is not waited on even
-// without prepare's userFile check (the container may swap it in after).
+// A FIFO as passwd or group counts as missing, and is not waited on.
 func TestUserFileFIFO(t *testing.T) {
 	dir := t.TempDir()
 	fifo := filepath.Join(dir, "fifo")
