@@ -54,13 +54,7 @@ func newRuntimeWith(t testing.TB, cfg berth.Config) *berth.Runtime {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		ctx := context.Background()
-		cs, _ := rt.Containers(ctx, true)
-		for _, c := range cs {
-			if err := c.Delete(ctx, berth.DeleteOptions{Force: true}); err != nil {
-				t.Errorf("delete %s: %v", c.ID(), err)
-			}
-		}
+		deleteAllContainers(t, rt)
 		rt.Close()
 		mi, _ := os.ReadFile("/proc/self/mountinfo")
 		if strings.Contains(string(mi), root) {
@@ -76,6 +70,19 @@ func newRuntimeWith(t testing.TB, cfg berth.Config) *berth.Runtime {
 		}
 	})
 	return rt
+}
+
+// deleteAllContainers force-deletes every container of rt, reporting
+// failures.
+func deleteAllContainers(t testing.TB, rt *berth.Runtime) {
+	t.Helper()
+	ctx := context.Background()
+	cs, _ := rt.Containers(ctx, true)
+	for _, c := range cs {
+		if err := c.Delete(ctx, berth.DeleteOptions{Force: true}); err != nil {
+			t.Errorf("delete %s: %v", c.ID(), err)
+		}
+	}
 }
 
 // toolboxImage imports the toolbox image into rt.

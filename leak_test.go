@@ -113,12 +113,7 @@ func leakChild(t *testing.T) {
 	}
 	t.Cleanup(func() {
 		ctx := context.Background()
-		cs, _ := rt.Containers(ctx, true)
-		for _, c := range cs {
-			if err := c.Delete(ctx, berth.DeleteOptions{Force: true}); err != nil {
-				t.Errorf("delete %s: %v", c.ID(), err)
-			}
-		}
+		deleteAllContainers(t, rt)
 		if err := rt.RemoveNetwork(ctx, netdev.DefaultNetwork); err != nil && !errors.Is(err, berth.ErrNotFound) {
 			t.Errorf("remove the default network: %v", err)
 		}
@@ -277,7 +272,7 @@ func (k leakKind) String() string {
 func leakCycle(ctx context.Context, rt *berth.Runtime, img *berth.Image, k leakKind) error {
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	var out leakBuffer
+	var out testutil.Buffer
 	cfg := berth.ContainerConfig{Image: img, Cmd: []string{"echo", "cycle"}, NetworkMode: "none", Stdout: &out, Detached: k.detached, TTY: k.tty}
 	want := "cycle\n"
 	if k.tty {
@@ -347,25 +342,6 @@ func leakCycle(ctx context.Context, rt *berth.Runtime, img *berth.Image, k leakK
 		}
 	}
 	return nil
-}
-
-// leakBuffer is a bytes.Buffer safe to write from the container's
-// output copier while the test reads it.
-type leakBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *leakBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *leakBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
 }
 
 // leakTimes accumulates the time of cycles by kind.

@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/berthrt/berth/internal/testutil"
 	"github.com/berthrt/berth/mount"
 	"github.com/berthrt/berth/namespace/seccomp"
 	"golang.org/x/sys/unix"
@@ -26,7 +27,7 @@ import (
 func TestSeccomp(t *testing.T) {
 	cfg := newConfig(t, sh(`grep -E '^Seccomp:' /proc/self/status; sleep 100`))
 	cfg.Seccomp = seccomp.DefaultProfile()
-	var out lockedBuffer
+	var out testutil.Buffer
 	c := startT(t, cfg, Stdio{Stdout: &out})
 	waitFor(t, func() bool { return strings.Contains(out.String(), "Seccomp") })
 	if !strings.Contains(out.String(), "Seccomp:\t2") {
@@ -363,7 +364,7 @@ func TestMountPropagation(t *testing.T) {
 	cfg := newConfig(t, sh(`echo ready; while [ ! -e /shared/sub/marker ]; do sleep 0.02; done; echo seen; mount -t tmpfs x /shared/sub 2>&1 || true`))
 	cfg.Mounts = []mount.Mount{{Type: "bind", Source: src, Target: "/shared", Options: []string{"rbind", "rslave"}}}
 	cfg.Process.Capabilities = append(append([]string(nil), DefaultCapabilities...), "CAP_SYS_ADMIN")
-	var out lockedBuffer
+	var out testutil.Buffer
 	c := startT(t, cfg, Stdio{Stdout: &out, Stderr: &out})
 	waitFor(t, func() bool { return strings.Contains(out.String(), "ready") })
 	if err := unix.Mount("tmpfs", src+"/sub", "tmpfs", 0, "size=1m"); err != nil {
@@ -479,7 +480,7 @@ func TestAttachResize(t *testing.T) {
 	cfg := newConfig(t, p)
 	cfg.ControlDir = filepath.Join(t.TempDir(), "ctl")
 	pr, pw := io.Pipe()
-	var out lockedBuffer
+	var out testutil.Buffer
 	c := startT(t, cfg, Stdio{Stdin: pr, Stdout: &out})
 	a, err := Attach(context.Background(), c.ControlSocket())
 	if err != nil {
@@ -548,7 +549,7 @@ func TestPasswdFIFO(t *testing.T) {
 func TestCgroupFD(t *testing.T) {
 	dir, f := cgroupV2Dir(t, "fd")
 	cfg := newConfig(t, sh(`grep '^0::' /proc/self/cgroup; sleep 100`))
-	var out lockedBuffer
+	var out testutil.Buffer
 	c, err := Start(context.Background(), cfg, Stdio{Stdout: &out}, StartOptions{CgroupFD: int(f.Fd())})
 	if err != nil {
 		t.Fatal(err)
@@ -585,7 +586,7 @@ func cgroupV2Dir(t *testing.T, name string) (string, *os.File) {
 // checkCgroupV2 checks that c, whose process printed its /proc/self/cgroup
 // v2 line to out, runs in dir with its cgroup namespace rooted there, then
 // kills it.
-func checkCgroupV2(t *testing.T, c *Container, out *lockedBuffer, dir string) {
+func checkCgroupV2(t *testing.T, c *Container, out *testutil.Buffer, dir string) {
 	t.Helper()
 	waitFor(t, func() bool { return strings.Contains(out.String(), "\n") })
 	if got := strings.TrimSpace(out.String()); got != "0::/" {

@@ -233,7 +233,7 @@ func TestTerminal(t *testing.T) {
 	p := sh("tty; read x; stty size; echo got=$x")
 	p.Terminal = true
 	pr, pw := io.Pipe()
-	var out lockedBuffer
+	var out testutil.Buffer
 	c := startT(t, newConfig(t, p), Stdio{Stdin: pr, Stdout: &out})
 	if err := c.Resize(100, 40); err != nil {
 		t.Fatal(err)
@@ -261,29 +261,6 @@ func TestTerminal(t *testing.T) {
 	if st, err := c.Wait(ctx); err != nil || st.Code != 0 || !strings.Contains(out.String(), "done") {
 		t.Fatalf("stdin EOF: %v %v %q", st, err, out.String())
 	}
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
-func (l *lockedBuffer) Reset() {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.b.Reset()
 }
 
 func TestUserEnvCwd(t *testing.T) {
@@ -555,7 +532,7 @@ func TestExec(t *testing.T) {
 
 	// Exec with a terminal.
 	out.Reset()
-	var tout lockedBuffer
+	var tout testutil.Buffer
 	p, err = c.Exec(ctx, ProcessConfig{Args: []string{"tty"}, Terminal: true}, Stdio{Stdout: &tout})
 	if err != nil {
 		t.Fatal(err)
@@ -576,7 +553,7 @@ func TestExec(t *testing.T) {
 }
 
 func TestStopIgnoringTerm(t *testing.T) {
-	var out lockedBuffer
+	var out testutil.Buffer
 	c := startT(t, newConfig(t, sh(`trap "" TERM; echo ready; while :; do sleep 0.05; done`)), Stdio{Stdout: &out})
 	waitFor(t, func() bool { return strings.Contains(out.String(), "ready") })
 	if err := c.Signal(syscall.SIGTERM); err != nil {
@@ -715,7 +692,7 @@ func TestDetachedAttach(t *testing.T) {
 }
 
 func TestHostBinaryProtected(t *testing.T) {
-	var mainOut lockedBuffer
+	var mainOut testutil.Buffer
 	c := startT(t, newConfig(t, sh(`
 		echo x >> /proc/1/exe 2>/dev/null && echo WROTE-1
 		cat /proc/1/exe > /dev/null 2>&1 && echo READ-1

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/berthrt/berth/internal/testutil"
 	"github.com/berthrt/berth/mount"
 	"golang.org/x/sys/unix"
 )
@@ -74,7 +75,7 @@ func startSpare(t *testing.T, cfg *Config, stdio Stdio, opts StartOptions) *Cont
 func TestSpareStart(t *testing.T) {
 	spare := withSpares(t)
 	cfg := newConfig(t, sh(`hostname; cat /sys/class/net/lo/flags; ls /bin/busybox; cat /proc/1/cmdline | tr '\0' ' '`))
-	var out lockedBuffer
+	var out testutil.Buffer
 	c := startSpare(t, cfg, Stdio{Stdout: &out, Stderr: &out}, StartOptions{})
 	if c.Pid() != spare {
 		t.Fatalf("the start spawned init %d instead of taking spare %d", c.Pid(), spare)
@@ -103,7 +104,7 @@ func TestSpareStart(t *testing.T) {
 func TestSpareCgroupFD(t *testing.T) {
 	dir, f := cgroupV2Dir(t, "spare")
 	spare := withSpares(t)
-	var out lockedBuffer
+	var out testutil.Buffer
 	c := startSpare(t, newConfig(t, sh(`grep '^0::' /proc/self/cgroup; sleep 100`)), Stdio{Stdout: &out}, StartOptions{CgroupFD: int(f.Fd())})
 	if c.Pid() != spare {
 		t.Fatalf("spare %d not taken (init %d)", spare, c.Pid())
@@ -148,7 +149,7 @@ func TestSpareDead(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, func() bool { return !alive(spare) })
-	var out lockedBuffer
+	var out testutil.Buffer
 	c := startSpare(t, newConfig(t, sh("echo ok")), Stdio{Stdout: &out}, StartOptions{})
 	if c.Pid() == spare {
 		t.Fatal("the dead spare was used")
@@ -172,7 +173,7 @@ func TestSpareSeesLaterMounts(t *testing.T) {
 	}
 	cfg := newConfig(t, sh("cat /shared/sub/marker"))
 	cfg.Mounts = []mount.Mount{{Type: "bind", Source: src, Target: "/shared", Options: []string{"rbind"}}}
-	var out lockedBuffer
+	var out testutil.Buffer
 	c := startSpare(t, cfg, Stdio{Stdout: &out, Stderr: &out}, StartOptions{})
 	if c.Pid() != spare {
 		t.Fatalf("spare %d not taken (init %d)", spare, c.Pid())

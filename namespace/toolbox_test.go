@@ -45,7 +45,7 @@ func TestToolboxCaps(t *testing.T) {
 }
 
 func TestToolboxStopIgnoringTerm(t *testing.T) {
-	var out lockedBuffer
+	var out testutil.Buffer
 	c := startT(t, toolboxConfig(t, "ignore-term"), Stdio{Stdout: &out})
 	waitFor(t, func() bool { return strings.Contains(out.String(), "ready") })
 	if err := c.Signal(syscall.SIGTERM); err != nil {
@@ -93,7 +93,7 @@ func TestToolboxReapsOrphans(t *testing.T) {
 func TestToolboxTerminal(t *testing.T) {
 	cfg := toolboxConfig(t, "isatty")
 	cfg.Process.Terminal = true
-	var out lockedBuffer
+	var out testutil.Buffer
 	c := startT(t, cfg, Stdio{Stdout: &out})
 	if st, err := c.Wait(context.Background()); err != nil || st.Code != 0 || !strings.Contains(out.String(), "stdin=tty") || !strings.Contains(out.String(), "stdout=tty") {
 		t.Fatalf("%v %v %q", st, err, out.String())

@@ -71,17 +71,7 @@ func (f *runFlags) register(fs *pflag.FlagSet) {
 	fs.BoolVarP(&f.detach, "detach", "d", false, "run in the background, print the id")
 	fs.BoolVarP(&f.interactive, "interactive", "i", false, "keep stdin open")
 	fs.BoolVarP(&f.tty, "tty", "t", false, "allocate a pseudo-terminal")
-	fs.StringVarP(&f.memory, "memory", "m", "", "memory limit (e.g. 256m)")
-	fs.StringVar(&f.memoryReservation, "memory-reservation", "", "memory soft limit")
-	fs.StringVar(&f.memorySwap, "memory-swap", "", "memory+swap limit, -1 unlimited")
-	fs.Float64Var(&f.cpus, "cpus", 0, "number of cpus")
-	fs.Int64VarP(&f.cpuShares, "cpu-shares", "c", 0, "relative cpu weight")
-	fs.Int64Var(&f.cpuPeriod, "cpu-period", 0, "cfs period (us)")
-	fs.Int64Var(&f.cpuQuota, "cpu-quota", 0, "cfs quota (us)")
-	fs.StringVar(&f.cpusetCpus, "cpuset-cpus", "", "cpus allowed (0-3,5)")
-	fs.StringVar(&f.cpusetMems, "cpuset-mems", "", "memory nodes allowed")
-	fs.Int64Var(&f.pidsLimit, "pids-limit", 0, "max number of processes")
-	fs.Uint16Var(&f.blkioWeight, "blkio-weight", 0, "block io weight 10-1000")
+	f.resourceFlags(fs)
 	fs.StringArrayVar(&f.uidmaps, "uidmap", nil, "user namespace uid map CONTAINER:HOST:SIZE (repeatable; also the gid map without --gidmap)")
 	fs.StringArrayVar(&f.gidmaps, "gidmap", nil, "user namespace gid map CONTAINER:HOST:SIZE (repeatable; also the uid map without --uidmap)")
 	fs.StringArrayVar(&f.weightDevices, "blkio-weight-device", nil, "block io weight of a device DEVICE:WEIGHT (10-1000)")
@@ -918,18 +908,24 @@ func updateCommand(g *globalFlags) *cobra.Command {
 		}),
 	}
 	fs := cmd.Flags()
-	fs.StringVarP(&f.memory, "memory", "m", "", "memory limit")
+	f.resourceFlags(fs)
+	return cmd
+}
+
+// resourceFlags registers the resource limit flags that run, create and
+// update share.
+func (f *runFlags) resourceFlags(fs *pflag.FlagSet) {
+	fs.StringVarP(&f.memory, "memory", "m", "", "memory limit (e.g. 256m)")
 	fs.StringVar(&f.memoryReservation, "memory-reservation", "", "memory soft limit")
 	fs.StringVar(&f.memorySwap, "memory-swap", "", "memory+swap limit, -1 unlimited")
 	fs.Float64Var(&f.cpus, "cpus", 0, "number of cpus")
 	fs.Int64VarP(&f.cpuShares, "cpu-shares", "c", 0, "relative cpu weight")
 	fs.Int64Var(&f.cpuPeriod, "cpu-period", 0, "cfs period (us)")
 	fs.Int64Var(&f.cpuQuota, "cpu-quota", 0, "cfs quota (us)")
-	fs.StringVar(&f.cpusetCpus, "cpuset-cpus", "", "cpus allowed")
+	fs.StringVar(&f.cpusetCpus, "cpuset-cpus", "", "cpus allowed (0-3,5)")
 	fs.StringVar(&f.cpusetMems, "cpuset-mems", "", "memory nodes allowed")
 	fs.Int64Var(&f.pidsLimit, "pids-limit", 0, "max number of processes")
 	fs.Uint16Var(&f.blkioWeight, "blkio-weight", 0, "block io weight 10-1000")
-	return cmd
 }
 
 // resources sets the limits of r that run, create and update share; each
